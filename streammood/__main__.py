@@ -1,0 +1,3 @@
+from streammood.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The Redis contract: mood messages, feature-frame codec, publisher/subscriber, embedded server."""

@@ -1,0 +1,1 @@
+"""Per-step features: MFCC block, streaming openSMILE LLD statistics, musicnn mel patches."""

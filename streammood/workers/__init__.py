@@ -1,0 +1,1 @@
+"""Long-running jobs that join the stages: capture, infer, listen, analyze."""
