@@ -41,6 +41,14 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@app.command()
+def version() -> None:
+    """Print the package version."""
+    from streammood import __version__
+
+    typer.echo(__version__)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="streammood")
 
