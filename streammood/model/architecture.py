@@ -1,0 +1,232 @@
+"""The mood model in Keras (training side; the only place besides ``musicnn.py`` that imports
+TensorFlow).
+
+The seed's CNN-LSTM, strengthened with a pretrained embedding branch:
+
+* **frame encoder**, once per 500 ms step: MFCC block ``(21, 20)`` → standardise → LayerNorm →
+  Conv1D(32, 8) → MaxPool(2) → Conv1D(64, 4) → MaxPool(2) → Conv1D(64, 4) → MaxPool(2) → Flatten →
+  Dense(256), LeakyReLU(0.05), "same" padding (the seed's layers); concatenated with the
+  standardised 260 LLD statistics and the standardised pretrained (musicnn) embedding ``(D,)``;
+* **sequence core**: two stacked LSTM(128) over the steps of the window;
+* **pooled branch**: the running mean of the standardised embedding over the window (the
+  linear-probe signal that makes transfer learning work on 720 clips);
+* **head**, per step: ``[h2, mean embedding]`` → Dropout → Dense(256) → Dropout → 4-way softmax
+  (classification, class order :data:`~streammood.model.labels.QUADRANTS`) or 2 linear outputs
+  (valence, arousal regression).
+
+The same layers are assembled twice: :func:`build_window_model` runs a whole window ``(B, T, ...)``
+(training, evaluation), :func:`build_step_model` advances N explicit states by one step (the
+streaming runtime, exported to LiteRT). Both compute the same function, which the runtime tests
+check numerically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+
+LSTM_UNITS = 128
+LEAK = 0.05
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Per-feature training statistics, stored in the model artifact (never recomputed live).
+
+    ``mfcc_*`` have shape ``(20,)`` (per coefficient), ``lld_*`` ``(260,)``, ``emb_*`` ``(D,)``.
+    """
+
+    mfcc_mean: np.ndarray
+    mfcc_std: np.ndarray
+    lld_mean: np.ndarray
+    lld_std: np.ndarray
+    emb_mean: np.ndarray
+    emb_std: np.ndarray
+
+    @classmethod
+    def fit(cls, mfcc: np.ndarray, lld: np.ndarray, emb: np.ndarray) -> NormStats:
+        """Statistics of training arrays ``(B, T, 21, 20)``, ``(B, T, 260)``, ``(B, T, D)``."""
+
+        def stats(x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+            flat = np.asarray(x, np.float64).reshape(-1, width)
+            std = flat.std(axis=0)
+            return flat.mean(axis=0).astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(
+                np.float32
+            )
+
+        return cls(
+            *stats(mfcc, N_MFCC), *stats(lld, N_LLD_STATS), *stats(emb, emb.shape[-1])
+        )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, np.float32) for k, v in self.__dict__.items()}
+
+    @property
+    def emb_dim(self) -> int:
+        return int(self.emb_mean.shape[0])
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of one model."""
+
+    task: str = "classification"
+    input_dropout: float = 0.3
+    head_dropout: float = 0.5
+    use_lstm: bool = True
+    use_pooled: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, not {self.task!r}")
+
+    @property
+    def n_outputs(self) -> int:
+        return 4 if self.task == "classification" else 2
+
+
+def _normalizer(mean: np.ndarray, std: np.ndarray, name: str) -> layers.Normalization:
+    return layers.Normalization(axis=-1, mean=mean, variance=np.square(std), name=name)
+
+
+class MoodLayers:
+    """Every weight-carrying layer of one model, shared by its window and step assemblies."""
+
+    def __init__(self, config: ModelConfig, norm: NormStats) -> None:
+        self.config = config
+        self.norm = norm
+        self.mfcc_norm = _normalizer(norm.mfcc_mean, norm.mfcc_std, "mfcc_norm")
+        self.lld_norm = _normalizer(norm.lld_mean, norm.lld_std, "lld_norm")
+        self.emb_norm = _normalizer(norm.emb_mean, norm.emb_std, "emb_norm")
+        self.cnn = keras.Sequential(
+            [
+                keras.Input((MFCC_FRAMES, N_MFCC)),
+                layers.LayerNormalization(),
+                layers.Conv1D(32, 8, padding="same"),
+                layers.LeakyReLU(LEAK),
+                layers.MaxPooling1D(2),
+                layers.Conv1D(64, 4, padding="same"),
+                layers.LeakyReLU(LEAK),
+                layers.MaxPooling1D(2),
+                layers.Conv1D(64, 4, padding="same"),
+                layers.LeakyReLU(LEAK),
+                layers.MaxPooling1D(2),
+                layers.Flatten(),
+                layers.Dense(256),
+                layers.LeakyReLU(LEAK),
+            ],
+            name="mfcc_cnn",
+        )
+        self.input_dropout = layers.Dropout(config.input_dropout, name="input_dropout")
+        self.cell1 = layers.LSTMCell(LSTM_UNITS, name="lstm1")
+        self.cell2 = layers.LSTMCell(LSTM_UNITS, name="lstm2")
+        self.head_dropout1 = layers.Dropout(config.head_dropout, name="head_dropout1")
+        self.head_dense = layers.Dense(256, name="head_dense")
+        self.head_act = layers.LeakyReLU(LEAK, name="head_act")
+        self.head_dropout2 = layers.Dropout(config.head_dropout, name="head_dropout2")
+        activation = "softmax" if config.task == "classification" else None
+        self.out = layers.Dense(config.n_outputs, activation=activation, name="out")
+
+    def encode(self, mfcc, lld, emb):
+        """Frame encoder on ``(N, 21, 20)``, ``(N, 260)``, ``(N, D)`` → ``(z (N, F), e (N, D))``."""
+        e = self.emb_norm(emb)
+        z = layers.Concatenate()([self.cnn(self.mfcc_norm(mfcc)), self.lld_norm(lld), e])
+        return z, e
+
+    def head(self, h, pooled):
+        parts = [p for p, on in ((h, self.config.use_lstm), (pooled, self.config.use_pooled)) if on]
+        x = parts[0] if len(parts) == 1 else layers.Concatenate()(parts)
+        x = self.head_dropout1(x)
+        x = self.head_dropout2(self.head_act(self.head_dense(x)))
+        return self.out(x)
+
+
+class _MergeSteps(layers.Layer):
+    """``(B, T, *shape)`` → ``(B * T, *shape)``."""
+
+    def call(self, x):
+        return ops.reshape(x, (-1, *x.shape[2:]))
+
+
+class _SplitSteps(layers.Layer):
+    """``(B * T, F)`` → ``(B, T, F)``, with ``T`` read from a reference ``(B, T, ...)`` tensor."""
+
+    def call(self, x, reference):
+        return ops.reshape(x, (-1, ops.shape(reference)[1], x.shape[-1]))
+
+
+class _CumulativeMean(layers.Layer):
+    """Running mean over the time axis: ``(B, T, D)`` → ``(B, T, D)``."""
+
+    def call(self, x):
+        steps = ops.cast(ops.arange(1, ops.shape(x)[1] + 1), x.dtype)
+        return ops.cumsum(x, axis=1) / steps[None, :, None]
+
+
+def build_window_model(parts: MoodLayers) -> keras.Model:
+    """Window model: ``mfcc (B, T, 21, 20)``, ``lld (B, T, 260)``, ``emb (B, T, D)`` → per-step
+    output ``(B, T, 4)`` probabilities or ``(B, T, 2)`` valence/arousal. ``T`` may vary."""
+    d = parts.norm.emb_dim
+    mfcc = keras.Input((None, MFCC_FRAMES, N_MFCC), name="mfcc")
+    lld = keras.Input((None, N_LLD_STATS), name="lld")
+    emb = keras.Input((None, d), name="emb")
+    # Keras 3's TimeDistributed over a sub-model fails on a variable step count: reshape instead.
+    merge, split = _MergeSteps(name="merge_steps"), _SplitSteps(name="split_steps")
+    z, e = parts.encode(merge(mfcc), merge(lld), merge(emb))
+    z, e = split(z, lld), split(e, lld)
+    x = parts.input_dropout(z)
+    h = layers.RNN(parts.cell1, return_sequences=True, name="rnn1")(x)
+    h = layers.RNN(parts.cell2, return_sequences=True, name="rnn2")(h)
+    y = parts.head(h, _CumulativeMean(name="emb_running_mean")(e))
+    return keras.Model([mfcc, lld, emb], y, name="mood_window")
+
+
+STATE_NAMES = ("h1", "c1", "h2", "c2", "emb_sum", "count")
+
+
+def state_shapes(emb_dim: int) -> dict[str, int]:
+    """Width of each explicit state of one model (rows = live windows)."""
+    u = LSTM_UNITS
+    return {"h1": u, "c1": u, "h2": u, "c2": u, "emb_sum": emb_dim, "count": 1}
+
+
+def build_step_model(members: list[MoodLayers], rows: int) -> keras.Model:
+    """Streaming step model over ``rows`` staggered windows, averaging an ensemble of members.
+
+    Inputs: one step's ``mfcc (1, 21, 20)``, ``lld (1, 260)``, ``emb (1, D)`` (encoded once,
+    broadcast to every row) and, per member ``k``, states ``m{k}_h1 ... m{k}_count`` of shape
+    ``(rows, width)``. Outputs: ``y (rows, 4|2)`` (member mean) and the advanced states under the
+    same names with an ``out_`` prefix.
+    """
+    d = members[0].norm.emb_dim
+    mfcc = keras.Input((MFCC_FRAMES, N_MFCC), batch_size=1, name="mfcc")
+    lld = keras.Input((N_LLD_STATS,), batch_size=1, name="lld")
+    emb = keras.Input((d,), batch_size=1, name="emb")
+    inputs = [mfcc, lld, emb]
+    outputs: dict[str, object] = {}
+    ys = []
+    for k, parts in enumerate(members):
+        st = {
+            n: keras.Input((w,), batch_size=rows, name=f"m{k}_{n}")
+            for n, w in state_shapes(d).items()
+        }
+        inputs += list(st.values())
+        z, e = parts.encode(mfcc, lld, emb)
+        z = ops.broadcast_to(z, (rows, z.shape[-1]))
+        e = ops.broadcast_to(e, (rows, d))
+        h1, (h1_, c1_) = parts.cell1(z, [st["h1"], st["c1"]])
+        h2, (h2_, c2_) = parts.cell2(h1, [st["h2"], st["c2"]])
+        emb_sum = st["emb_sum"] + e
+        count = st["count"] + 1.0
+        ys.append(parts.head(h2, emb_sum / count))
+        new = {"h1": h1_, "c1": c1_, "h2": h2_, "c2": c2_, "emb_sum": emb_sum, "count": count}
+        outputs.update({f"out_m{k}_{n}": v for n, v in new.items()})
+    outputs["y"] = ys[0] if len(ys) == 1 else ops.mean(ops.stack(ys, axis=0), axis=0)
+    return keras.Model(inputs, outputs, name="mood_step")
