@@ -1,0 +1,223 @@
+"""The mood message: one JSON object per source and step, versioned (pure).
+
+The JSON is compact with a fixed key order::
+
+    {"schema":"1","source":"radio1","seq":120,"t_start":60.0,"t_end":60.5,
+     "valence":0.31,"arousal":-0.12,"quadrant":"PP",
+     "probs":{"AP":0.2,"AN":0.05,"PP":0.6,"PN":0.15},"window_steps":60,
+     "model":{"name":"cnn-lstm","version":"1"},"emitted_at":1718000000.123}
+
+Consumers must ignore fields they do not know (additions keep the schema version); a change
+that removes or redefines a field bumps :data:`SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from streammood.bus.keys import SourceIdError, validate_source
+from streammood.errors import StreammoodError
+
+SCHEMA_VERSION = "1"
+"""Version of the mood message layout."""
+
+QUADRANTS: tuple[str, ...] = ("AP", "AN", "PP", "PN")
+"""Russell quadrants: AP = +valence +arousal, AN = -valence +arousal, PP = +valence -arousal,
+PN = -valence -arousal."""
+
+PROBS_TOLERANCE = 1e-2
+"""How far the quadrant probabilities may sum from 1."""
+
+
+class MessageError(StreammoodError):
+    """A mood message that does not follow the schema."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model produced a message."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class MoodMessage:
+    """The mood of one source at one step.
+
+    Attributes
+    ----------
+    source : str
+        Source id (see :func:`~streammood.bus.keys.validate_source`).
+    seq : int
+        Step number in the source's stream, from 0.
+    t_start, t_end : float
+        Stream time of the step, seconds.
+    valence, arousal : float
+        Position on the circumplex, in [-1, 1].
+    quadrant : str
+        One of :data:`QUADRANTS`.
+    probs : dict[str, float]
+        Probability of each quadrant (keys exactly :data:`QUADRANTS`, sum 1).
+    window_steps : int
+        Steps the prediction is based on (60 once the window is full, fewer at the start).
+    model : ModelRef
+        Model name and version.
+    emitted_at : float
+        Wall clock when the message was made, seconds since the Unix epoch.
+    schema : str
+        :data:`SCHEMA_VERSION`.
+    """
+
+    source: str
+    seq: int
+    t_start: float
+    t_end: float
+    valence: float
+    arousal: float
+    quadrant: str
+    probs: dict[str, float]
+    window_steps: int
+    model: ModelRef
+    emitted_at: float
+    schema: str = field(default=SCHEMA_VERSION)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message as plain JSON-able data, keys in contract order."""
+        return {
+            "schema": self.schema,
+            "source": self.source,
+            "seq": self.seq,
+            "t_start": self.t_start,
+            "t_end": self.t_end,
+            "valence": self.valence,
+            "arousal": self.arousal,
+            "quadrant": self.quadrant,
+            "probs": {q: self.probs[q] for q in QUADRANTS},
+            "window_steps": self.window_steps,
+            "model": {"name": self.model.name, "version": self.model.version},
+            "emitted_at": self.emitted_at,
+        }
+
+    def to_json(self) -> str:
+        """Compact JSON, fixed key order (what goes on the channel and the stream)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> MoodMessage:
+        """Build and validate a message from decoded JSON; unknown keys are ignored.
+
+        Raises
+        ------
+        MessageError
+            If a field is missing, has the wrong type or is out of range, or the schema
+            version is not :data:`SCHEMA_VERSION`.
+        """
+        if not isinstance(data, dict):
+            raise MessageError(f"mood message is a {type(data).__name__}, not a JSON object")
+        schema = data.get("schema")
+        if schema != SCHEMA_VERSION:
+            raise MessageError(
+                f"mood message schema {schema!r} is not supported (expected {SCHEMA_VERSION!r})"
+            )
+        missing = [k for k in _FIELDS if k not in data]
+        if missing:
+            raise MessageError(f"mood message lacks field(s) {', '.join(missing)}")
+        model = data["model"]
+        if not isinstance(model, dict) or not {"name", "version"} <= model.keys():
+            raise MessageError("mood message field 'model' must be {name, version}")
+        probs = data["probs"]
+        if not isinstance(probs, dict):
+            raise MessageError("mood message field 'probs' must be an object")
+        try:
+            return cls(
+                source=data["source"],
+                seq=data["seq"],
+                t_start=_num(data["t_start"], "t_start"),
+                t_end=_num(data["t_end"], "t_end"),
+                valence=_num(data["valence"], "valence"),
+                arousal=_num(data["arousal"], "arousal"),
+                quadrant=data["quadrant"],
+                probs={str(k): _num(v, f"probs.{k}") for k, v in probs.items()},
+                window_steps=data["window_steps"],
+                model=ModelRef(name=model["name"], version=model["version"]),
+                emitted_at=_num(data["emitted_at"], "emitted_at"),
+                schema=schema,
+            )
+        except SourceIdError as exc:
+            raise MessageError(f"mood message: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes | bytearray) -> MoodMessage:
+        """Parse and validate one JSON message (see :meth:`from_dict`)."""
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MessageError(f"mood message is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+_FIELDS = (
+    "source", "seq", "t_start", "t_end", "valence", "arousal", "quadrant", "probs",
+    "window_steps", "model", "emitted_at",
+)
+
+
+def _num(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MessageError(f"mood message field {name!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _validate(msg: MoodMessage) -> None:
+    if msg.schema != SCHEMA_VERSION:
+        raise MessageError(f"mood message schema {msg.schema!r} is not {SCHEMA_VERSION!r}")
+    try:
+        validate_source(msg.source)
+    except SourceIdError as exc:
+        raise MessageError(f"mood message: {exc}") from None
+    for name in ("seq", "window_steps"):
+        value = getattr(msg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise MessageError(
+                f"mood message field {name!r} must be an integer >= 0, got {value!r}"
+            )
+    if msg.window_steps < 1:
+        raise MessageError("mood message field 'window_steps' must be >= 1")
+    for name in ("t_start", "t_end", "valence", "arousal", "emitted_at"):
+        value = getattr(msg, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+            value
+        ):
+            raise MessageError(
+                f"mood message field {name!r} must be a finite number, got {value!r}"
+            )
+    if not 0.0 <= msg.t_start <= msg.t_end:
+        raise MessageError(f"mood message times must satisfy 0 <= t_start <= t_end, got "
+                           f"{msg.t_start!r}, {msg.t_end!r}")
+    for name in ("valence", "arousal"):
+        if not -1.0 <= getattr(msg, name) <= 1.0:
+            raise MessageError(f"mood message field {name!r} must lie in [-1, 1], "
+                               f"got {getattr(msg, name)!r}")
+    if msg.quadrant not in QUADRANTS:
+        raise MessageError(f"mood message quadrant {msg.quadrant!r} is not one of "
+                           f"{', '.join(QUADRANTS)}")
+    if not isinstance(msg.probs, dict) or set(msg.probs) != set(QUADRANTS):
+        keys = sorted(msg.probs) if isinstance(msg.probs, dict) else msg.probs
+        raise MessageError(f"mood message probs must have keys {', '.join(QUADRANTS)}, got {keys}")
+    for q, p in msg.probs.items():
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
+            raise MessageError(f"mood message probability {q}={p!r} is not in [0, 1]")
+    total = sum(msg.probs.values())
+    if abs(total - 1.0) > PROBS_TOLERANCE:
+        raise MessageError(f"mood message probabilities sum to {total:.4f}, not 1")
+    if not isinstance(msg.model, ModelRef) or not all(
+        isinstance(v, str) and v for v in (msg.model.name, msg.model.version)
+    ):
+        raise MessageError("mood message model must have a non-empty name and version")
