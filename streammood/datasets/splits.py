@@ -1,0 +1,91 @@
+"""Group-disjoint, label-stratified, seeded splits (by artist where a data set knows artists).
+
+Songs by one artist (one ``group``) always land on the same side of a split, so test figures are
+about artists the model never saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from streammood.errors import StreammoodError
+
+
+def split_by_group(
+    labels: Sequence[int] | np.ndarray,
+    groups: Sequence[str] | np.ndarray,
+    test_size: float = 0.2,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into train and test with disjoint groups, stratified by label.
+
+    One fold of a shuffled :class:`sklearn.model_selection.StratifiedGroupKFold` with
+    ``round(1 / test_size)`` folds is the test set, so the test share is ``test_size`` up to group
+    sizes, and each class keeps about its overall share on both sides.
+
+    Parameters
+    ----------
+    labels : sequence of int
+        ``(n,)`` class of each item (for regression, e.g. its quadrant).
+    groups : sequence of str
+        ``(n,)`` group of each item (artist, or the song itself).
+    test_size : float
+        Share of items in the test set, in ``(0, 0.5]``.
+    seed : int
+        Seed; the same seed and inputs always give the same split.
+
+    Returns
+    -------
+    train_idx, test_idx : np.ndarray
+        Sorted int64 indices into ``labels``.
+    """
+    labels = np.asarray(labels)
+    groups = np.asarray(groups)
+    if labels.shape != groups.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and groups {groups.shape}: need equal 1-D shapes")
+    if not 0 < test_size <= 0.5:
+        raise ValueError(f"test_size must be in (0, 0.5], got {test_size}")
+    n_splits = max(2, round(1 / test_size))
+    n_groups = len(np.unique(groups))
+    if n_groups < n_splits:
+        raise StreammoodError(
+            f"cannot split {len(labels)} items in {n_groups} groups into a {test_size:.0%} "
+            f"test set: need at least {n_splits} groups"
+        )
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    train_idx, test_idx = next(folds.split(np.zeros(len(labels)), labels, groups))
+    return np.sort(train_idx).astype(np.int64), np.sort(test_idx).astype(np.int64)
+
+
+def train_val_test_split(
+    labels: Sequence[int] | np.ndarray,
+    groups: Sequence[str] | np.ndarray,
+    test_size: float = 0.2,
+    val_size: float = 0.2,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The seed's split: ``test_size`` of all items for test, then ``val_size`` of the rest for
+    validation (80/20, then 80/20: 64 / 16 / 20 %), groups disjoint across all three.
+
+    Parameters
+    ----------
+    labels, groups : sequence
+        ``(n,)`` class and group of each item, as in :func:`split_by_group`.
+    test_size, val_size : float
+        Shares of the test set (of all items) and of the validation set (of the rest).
+    seed : int
+        Seed; deterministic.
+
+    Returns
+    -------
+    train_idx, val_idx, test_idx : np.ndarray
+        Sorted int64 indices into ``labels``.
+    """
+    labels = np.asarray(labels)
+    groups = np.asarray(groups)
+    rest, test_idx = split_by_group(labels, groups, test_size, seed)
+    train_sub, val_sub = split_by_group(labels[rest], groups[rest], val_size, seed + 1)
+    return rest[train_sub], rest[val_sub], test_idx
