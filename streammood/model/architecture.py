@@ -60,9 +60,7 @@ class NormStats:
                 np.float32
             )
 
-        return cls(
-            *stats(mfcc, N_MFCC), *stats(lld, N_LLD_STATS), *stats(emb, emb.shape[-1])
-        )
+        return cls(*stats(mfcc, N_MFCC), *stats(lld, N_LLD_STATS), *stats(emb, emb.shape[-1]))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v, np.float32) for k, v in self.__dict__.items()}

@@ -1,0 +1,139 @@
+"""The model artifact: a folder that carries everything serving needs, checked on load.
+
+Layout::
+
+    manifest.json     name, version, task, label order, feature-layout version, files + sha256,
+                      training data description, metrics
+    step.tflite       LiteRT streaming step (explicit LSTM states, staggered rows)
+    embedder.tflite   LiteRT pretrained embedding branch (musicnn), mel patch -> (D,)
+    norm.npz          feature normalisation statistics from training (also baked into the models)
+    keras/member*.keras   the Keras window models, for further training and evaluation
+
+Loading imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streammood.errors import StreammoodError
+from streammood.features.layout import FEATURE_VERSION
+
+ARTIFACT_FORMAT = "streammood-model"
+ARTIFACT_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "streammood-4q"
+
+
+class ModelError(StreammoodError):
+    """A model artifact is missing, corrupt or built for other features."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A loaded, verified artifact folder."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def task(self) -> str:
+        return str(self.manifest["task"])
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.manifest["labels"])
+
+    @property
+    def emb_dim(self) -> int:
+        return int(self.manifest["emb_dim"])
+
+    @property
+    def rows(self) -> int:
+        """Staggered states in the step model (= window length in steps)."""
+        return int(self.manifest["window_steps"])
+
+    def file(self, key: str) -> Path:
+        return self.path / self.manifest["files"][key]["path"]
+
+    def keras_members(self) -> list[Path]:
+        return [self.path / p for p in self.manifest.get("keras_members", [])]
+
+
+def write_manifest(path: Path, manifest: dict[str, Any], files: dict[str, str]) -> None:
+    """Write ``manifest.json`` for files already in ``path``; ``files`` maps role → file name."""
+    manifest = dict(manifest)
+    manifest.update(
+        format=ARTIFACT_FORMAT,
+        format_version=ARTIFACT_FORMAT_VERSION,
+        feature_version=FEATURE_VERSION,
+        files={k: {"path": v, "sha256": sha256_of(path / v)} for k, v in files.items()},
+    )
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def load_artifact(path: str | Path | None = None, *, verify: bool = True) -> ModelArtifact:
+    """Read and check an artifact folder (default: the shipped model).
+
+    Raises
+    ------
+    ModelError
+        No manifest, not a streammood model, a different feature-layout version, a missing
+        file or one whose checksum differs (corrupt or edited).
+    """
+    folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if folder.is_file() and folder.name == MANIFEST:
+        folder = folder.parent
+    manifest_path = folder / MANIFEST
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: no such model folder")
+    if not manifest_path.is_file():
+        raise ModelError(f"{folder}: not a streammood model (no {MANIFEST})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{manifest_path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != ARTIFACT_FORMAT:
+        raise ModelError(
+            f"{folder}: not a streammood model (manifest format is not {ARTIFACT_FORMAT})"
+        )
+    if manifest.get("format_version") != ARTIFACT_FORMAT_VERSION:
+        raise ModelError(
+            f"{folder}: artifact format {manifest.get('format_version')} is not supported "
+            f"(this streammood reads {ARTIFACT_FORMAT_VERSION})"
+        )
+    if str(manifest.get("feature_version")) != FEATURE_VERSION:
+        raise ModelError(
+            f"{folder}: model built for feature layout v{manifest.get('feature_version')}, "
+            f"this streammood computes v{FEATURE_VERSION}; retrain or use a matching release"
+        )
+    for key, entry in manifest.get("files", {}).items():
+        file = folder / entry["path"]
+        if not file.is_file():
+            raise ModelError(f"{folder}: missing file {entry['path']} ({key})")
+        if verify and sha256_of(file) != entry["sha256"]:
+            raise ModelError(f"{file}: checksum mismatch, the file is corrupt or was modified")
+    for key in ("step", "embedder"):
+        if key not in manifest.get("files", {}):
+            raise ModelError(f"{folder}: manifest names no {key} model")
+    return ModelArtifact(folder, manifest)

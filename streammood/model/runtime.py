@@ -1,0 +1,159 @@
+"""Streaming inference on LiteRT with an exact rolling window (no TensorFlow import).
+
+The prediction at step ``t`` is the model applied to steps ``t-59 .. t`` from a zero state. An LSTM
+cannot forget its oldest input, but staggered states can: every step a new zero state starts, all
+live states (at most 60) advance together in one batched call of the step model, and the state that
+has now seen 60 steps is published and retired. Before 60 steps have arrived, the state started at
+step 0 is published: the prediction over the prefix, with ``window_steps`` saying how long it is.
+The frame encoders (MFCC-CNN, normalisation) run once per step inside the same call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.model.artifact import ModelArtifact, ModelError
+from streammood.model.labels import QUADRANTS, va_from_probs
+
+REGRESSION_PROB_SCALE = 0.25
+"""Spread (in valence/arousal units) of the logistic that turns a regression model's point estimate
+into quadrant probabilities."""
+
+
+def _interpreter(path, num_threads: int):
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        return Interpreter(model_path=str(path), num_threads=num_threads)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{path}: not a valid LiteRT model ({exc})") from None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One step's mood.
+
+    ``probs`` is ``(4,)`` in :data:`~streammood.model.labels.QUADRANTS` order; ``valence`` and
+    ``arousal`` lie in ``[-1, 1]``; ``window_steps`` is how many steps (≤ 60) the prediction covers.
+    """
+
+    probs: np.ndarray
+    valence: float
+    arousal: float
+    window_steps: int
+
+    @property
+    def quadrant(self) -> str:
+        return QUADRANTS[int(np.argmax(self.probs))]
+
+
+def probs_from_va(va: np.ndarray, scale: float = REGRESSION_PROB_SCALE) -> np.ndarray:
+    """Quadrant probabilities ``(..., 4)`` from valence/arousal estimates ``(..., 2)``, treating
+    each axis's sign as an independent logistic with the given spread."""
+    p = 1.0 / (1.0 + np.exp(-np.asarray(va, np.float64) / scale))
+    pv, pa = p[..., 0], p[..., 1]
+    out = np.stack([pv * pa, (1 - pv) * pa, pv * (1 - pa), (1 - pv) * (1 - pa)], axis=-1)
+    return out.astype(np.float32)
+
+
+class MusicnnEmbedding:
+    """Pretrained embedding of a mel patch, held between patches exactly as in training.
+
+    ``__call__(mel_patch)`` returns ``(D,)``: a fresh embedding when a ``(187, 96)`` patch is given,
+    else the last one (zeros before the first patch, which the live path never hits since step 0
+    always carries one).
+    """
+
+    def __init__(self, artifact: ModelArtifact, num_threads: int = 1) -> None:
+        self._runner = _interpreter(artifact.file("embedder"), num_threads).get_signature_runner()
+        self._in = next(iter(self._runner.get_input_details()))
+        self._last = np.zeros(artifact.emb_dim, np.float32)
+
+    def __call__(self, mel_patch: np.ndarray | None) -> np.ndarray:
+        if mel_patch is not None:
+            out = self._runner(**{self._in: np.asarray(mel_patch, np.float32)[None]})
+            self._last = np.asarray(next(iter(out.values())), np.float32)[0].copy()
+        return self._last
+
+    def reset(self) -> None:
+        self._last = np.zeros_like(self._last)
+
+
+class MoodRuntime:
+    """Explicit-state streaming runner over an artifact's ``step.tflite``.
+
+    Parameters
+    ----------
+    artifact : ModelArtifact
+        A loaded model.
+    num_threads : int
+        LiteRT threads.
+
+    Notes
+    -----
+    One instance holds one stream's state; run one per source. ``step`` costs one interpreter
+    call (~0.1 ms) regardless of the window length.
+    """
+
+    def __init__(self, artifact: ModelArtifact, num_threads: int = 1) -> None:
+        self.artifact = artifact
+        self.rows = artifact.rows
+        self._runner = _interpreter(artifact.file("step"), num_threads).get_signature_runner()
+        inputs = self._runner.get_input_details()
+        missing = {"mfcc", "lld", "emb"} - set(inputs)
+        if missing:
+            raise ModelError(f"{artifact.path}: step model lacks inputs {sorted(missing)}")
+        self._state_shapes = {
+            name: tuple(d["shape"])
+            for name, d in inputs.items()
+            if name not in ("mfcc", "lld", "emb")
+        }
+        emb_shape = tuple(inputs["emb"]["shape"])
+        if emb_shape != (1, artifact.emb_dim):
+            raise ModelError(f"{artifact.path}: step model embedding {emb_shape} != manifest")
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: the next step is step 0."""
+        self._states = {n: np.zeros(s, np.float32) for n, s in self._state_shapes.items()}
+        self._t = 0
+
+    def step(self, mfcc: np.ndarray, lld: np.ndarray, emb: np.ndarray) -> Prediction:
+        """Advance by one step.
+
+        Parameters
+        ----------
+        mfcc : np.ndarray
+            ``(21, 20)`` MFCC block.
+        lld : np.ndarray
+            ``(260,)`` openSMILE statistics.
+        emb : np.ndarray
+            ``(D,)`` pretrained embedding (held between patches).
+        """
+        slot = self._t % self.rows
+        for state in self._states.values():
+            state[slot] = 0.0  # the state started at t-60 was published last step: reuse its row
+        out = self._runner(
+            mfcc=np.asarray(mfcc, np.float32).reshape(1, MFCC_FRAMES, N_MFCC),
+            lld=np.asarray(lld, np.float32).reshape(1, N_LLD_STATS),
+            emb=np.asarray(emb, np.float32).reshape(1, -1),
+            **self._states,
+        )
+        for name in self._states:
+            self._states[name] = np.array(out[f"out_{name}"], np.float32)
+        oldest = max(0, self._t - self.rows + 1) % self.rows
+        window = min(self._t + 1, self.rows)
+        self._t += 1
+        return self._prediction(np.asarray(out["y"][oldest], np.float32), window)
+
+    def _prediction(self, y: np.ndarray, window_steps: int) -> Prediction:
+        if self.artifact.task == "classification":
+            probs = y
+            valence, arousal = va_from_probs(probs)
+        else:
+            valence, arousal = np.clip(y, -1.0, 1.0)
+            probs = probs_from_va(np.array([valence, arousal]))
+        return Prediction(probs.astype(np.float32), float(valence), float(arousal), window_steps)

@@ -1,0 +1,243 @@
+"""Train mood models and write the artifact (TensorFlow side).
+
+The recipe follows the seed: split by artist (by song where a data set knows no artists), stratified
+and seeded, 80/20 train+validation / test, then 80/20 train / validation; early stopping on the
+validation loss. Improvements over the seed: the pretrained-embedding branch, per-step loss over
+every prefix of the window (so the live prefix predictions before 60 steps are trained too), and an
+ensemble of seeds averaged inside the exported step model. Test figures always come from models that
+never saw the test songs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streammood.features.layout import FEATURE_VERSION, WINDOW_STEPS
+from streammood.model.artifact import sha256_of, write_manifest
+from streammood.model.labels import QUADRANTS
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402  (after the log-level setting)
+
+from streammood.model.architecture import (  # noqa: E402
+    ModelConfig,
+    MoodLayers,
+    NormStats,
+    build_step_model,
+    build_window_model,
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Epoch counts are upper bounds (early stopping decides)."""
+
+    task: str = "classification"
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    split_seed: int = 0
+    test_size: float = 0.2
+    val_size: float = 0.2
+    epochs: int = 200
+    patience: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+ProgressHook = Callable[[str, int, int, dict[str, float]], None]
+"""``hook(member_name, epoch, max_epochs, logs)`` after every epoch."""
+
+
+class _EpochHook(keras.callbacks.Callback):
+    def __init__(self, name: str, epochs: int, hook: ProgressHook | None) -> None:
+        super().__init__()
+        self.name, self.epochs, self.hook = name, epochs, hook
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.hook is not None:
+            self.hook(
+                self.name, epoch + 1, self.epochs, {k: float(v) for k, v in (logs or {}).items()}
+            )
+
+
+def _inputs(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return [arrays["mfcc"], arrays["lld"], arrays["emb"]]
+
+
+def _targets(arrays: dict[str, np.ndarray], task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step targets ``(N, T)`` or ``(N, T, 2)`` and per-step weights ``(N, T)`` (real steps)."""
+    mask = arrays["mask"].astype(np.float32)
+    steps = mask.shape[1]
+    if task == "classification":
+        return np.repeat(arrays["label"][:, None], steps, axis=1), mask
+    va = arrays["va"]
+    if va.ndim == 2:  # static label for every step
+        va = np.repeat(va[:, None, :], steps, axis=1)
+    return va.astype(np.float32), mask
+
+
+def fit_member(
+    train: dict[str, np.ndarray],
+    val: dict[str, np.ndarray],
+    norm: NormStats,
+    config: TrainConfig,
+    seed: int,
+    hook: ProgressHook | None = None,
+) -> tuple[MoodLayers, dict[str, Any]]:
+    """Train one ensemble member; returns its layers (best validation weights) and a summary."""
+    keras.utils.set_random_seed(seed)
+    parts = MoodLayers(config.model, norm)
+    model = build_window_model(parts)
+    classification = config.task == "classification"
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="sparse_categorical_crossentropy" if classification else "mean_absolute_error",
+        weighted_metrics=["accuracy"] if classification else ["mean_squared_error"],
+    )
+    y_train, w_train = _targets(train, config.task)
+    y_val, w_val = _targets(val, config.task)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True
+    )
+    started = time.perf_counter()
+    history = model.fit(
+        _inputs(train),
+        y_train,
+        sample_weight=w_train,
+        validation_data=(_inputs(val), y_val, w_val),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[stopper, _EpochHook(f"seed {seed}", config.epochs, hook)],
+    )
+    losses = history.history["val_loss"]
+    summary = {
+        "seed": seed,
+        "epochs_run": len(losses),
+        "best_epoch": int(np.argmin(losses)) + 1,
+        "best_val_loss": float(np.min(losses)),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return parts, summary
+
+
+def predict_windows(members: list[MoodLayers], arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Ensemble-mean per-step outputs ``(N, T, 4|2)`` of whole windows."""
+    outs = [
+        build_window_model(p).predict(_inputs(arrays), batch_size=64, verbose=0) for p in members
+    ]
+    return np.mean(outs, axis=0).astype(np.float32)
+
+
+def subset(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[idx] for k, v in arrays.items()}
+
+
+def export_artifact(
+    members: list[MoodLayers],
+    out_dir: Path,
+    embedder_tflite: Path,
+    *,
+    name: str,
+    version: str,
+    extra: dict[str, Any],
+) -> Path:
+    """Write a model artifact folder (see :mod:`streammood.model.artifact`)."""
+    import tensorflow as tf
+
+    out_dir = Path(out_dir)
+    (out_dir / "keras").mkdir(parents=True, exist_ok=True)
+    step = build_step_model(members, rows=WINDOW_STEPS)
+    converter = tf.lite.TFLiteConverter.from_keras_model(step)
+    (out_dir / "step.tflite").write_bytes(converter.convert())
+    shutil.copyfile(embedder_tflite, out_dir / "embedder.tflite")
+    np.savez(out_dir / "norm.npz", **members[0].norm.to_arrays())
+    keras_files = []
+    for k, parts in enumerate(members):
+        rel = f"keras/member{k}.weights.h5"
+        build_window_model(parts).save_weights(out_dir / rel)
+        keras_files.append(rel)
+    config = members[0].config
+    manifest = {
+        "name": name,
+        "version": version,
+        "task": config.task,
+        "labels": list(QUADRANTS),
+        "emb_dim": members[0].norm.emb_dim,
+        "window_steps": WINDOW_STEPS,
+        "members": len(members),
+        "model_config": {k: v for k, v in asdict(config).items() if k != "extra"},
+        "keras_members": keras_files,
+        "embedder_source_sha256": sha256_of(embedder_tflite),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
+    }
+    files = {"step": "step.tflite", "embedder": "embedder.tflite", "norm": "norm.npz"}
+    files.update({f"keras_member{k}": p for k, p in enumerate(keras_files)})
+    write_manifest(out_dir, manifest, files)
+    return out_dir
+
+
+def load_members(artifact) -> list[MoodLayers]:
+    """Rebuild an artifact's Keras members (for evaluation or further training)."""
+    norm_arrays = np.load(artifact.file("norm"))
+    norm = NormStats(**{k: norm_arrays[k] for k in norm_arrays.files})
+    config = ModelConfig(**artifact.manifest["model_config"])
+    members = []
+    for path in artifact.keras_members():
+        parts = MoodLayers(config, norm)
+        build_window_model(parts).load_weights(path)
+        members.append(parts)
+    return members
+
+
+def train_ensemble(
+    arrays: dict[str, np.ndarray],
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    config: TrainConfig,
+    hook: ProgressHook | None = None,
+) -> tuple[list[MoodLayers], list[dict[str, Any]]]:
+    """Train ``len(config.seeds)`` members on the same train/validation split."""
+    train, val = subset(arrays, train_idx), subset(arrays, val_idx)
+    mask = train["mask"]
+    norm = NormStats.fit(train["mfcc"][mask], train["lld"][mask], train["emb"][mask])
+    members, summaries = [], []
+    for seed in config.seeds:
+        parts, summary = fit_member(train, val, norm, config, seed, hook)
+        members.append(parts)
+        summaries.append(summary)
+    return members, summaries
+
+
+def describe_split(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, Any]:
+    labels = arrays["label"][idx]
+    return {
+        "songs": int(len(idx)),
+        "groups": int(len(set(arrays["group"][idx]))),
+        "per_class": {q: int(np.sum(labels == i)) for i, q in enumerate(QUADRANTS)}
+        if np.all(labels >= 0)
+        else None,
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+FEATURES_NOTE = (
+    f"feature layout v{FEATURE_VERSION}: per 500 ms step an MFCC block (21, 20), 260 openSMILE "
+    "ComParE_2016 LLD/delta statistics, and a musicnn (MSD+MTT) embedding of the 3 s ending at "
+    "the step, refreshed every 4th step"
+)
