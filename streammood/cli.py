@@ -49,6 +49,32 @@ def version() -> None:
     typer.echo(__version__)
 
 
+@app.command()
+@friendly_errors
+def devices() -> None:
+    """List sound input devices (index, name, channels, default rate)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from streammood.audio.sources import list_input_devices
+
+    found = list_input_devices()
+    if not found:
+        typer.echo("no input devices found")
+        return
+    table = Table("index", "name", "channels", "default rate (Hz)", "host API", "default")
+    for d in found:
+        table.add_row(
+            str(d.index),
+            d.name,
+            str(d.channels),
+            f"{d.default_rate:g}",
+            d.hostapi,
+            "*" if d.is_default else "",
+        )
+    Console().print(table)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="streammood")
 
