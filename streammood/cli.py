@@ -75,6 +75,28 @@ def devices() -> None:
     Console().print(table)
 
 
+@app.command()
+@friendly_errors
+def subscribe(
+    source: str | None = typer.Option(None, "--source", help="Only this source id."),
+    json_out: bool = typer.Option(False, "--json", help="Print each message's raw JSON."),
+    history: int = typer.Option(0, "--history", min=0, help="First replay the last N messages."),
+    redis_url: str | None = typer.Option(
+        None, "--redis-url", help="Redis URL (default: $STREAMMOOD_REDIS_URL, 127.0.0.1:6379, "
+        "or the embedded server started by 'listen')."
+    ),
+    count: int | None = typer.Option(None, "--count", min=1, help="Stop after N messages."),
+) -> None:
+    """Print mood updates as they arrive on Redis."""
+    from streammood.bus.subscriber import mood_line, watch
+
+    def where(endpoint: object) -> None:
+        typer.echo(f"streammood: {endpoint.describe()}", err=True)  # type: ignore[attr-defined]
+
+    for msg in watch(redis_url, source, history, count, on_endpoint=where):
+        typer.echo(msg.to_json() if json_out else mood_line(msg))
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="streammood")
 

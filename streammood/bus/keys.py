@@ -13,6 +13,7 @@ key                                type         content
 ``streammood:metrics:{name}``      hash         counters of a publisher or worker
 ``streammood:lease:{source}``      string       id of the ``infer`` worker that owns a source
 ``streammood:cursor:{source}``     string       last frame entry id processed for a source
+``streammood:workers``             sorted set   live ``infer`` workers, scored by lease expiry (ms)
 =================================  ===========  ==================================================
 """
 
@@ -106,3 +107,8 @@ class Keys:
     def cursor(self, source: str) -> str:
         """Entry id of the last feature frame of ``source`` that was processed."""
         return f"{self.prefix}:cursor:{validate_source(source)}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of live ``infer`` worker ids, scored by heartbeat expiry (Unix ms)."""
+        return f"{self.prefix}:workers"
