@@ -1,0 +1,145 @@
+"""musicnn's input: log-compressed 96-band mel patches of ~3 s at 16 kHz.
+
+musicnn computed ``librosa.feature.melspectrogram(y, sr=16000, hop_length=256, n_fft=512,
+n_mels=96)`` then ``log10(10000 x + 1)``. Here the frames are cut with ``center=False`` from the
+start of the stream (frame ``j`` covers samples ``256 j .. 256 j + 511``) so that a stream and a
+whole file give the same frames, and everything stays float32 (musicnn's float16 cast overflows
+under NumPy 2). :class:`MelPatcher` keeps the last 187 frames and updates them with each step's
+new audio; :func:`mel_patches_offline` gives the same patches from a whole signal.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import scipy.fft
+
+from streammood.features.layout import (
+    EMBED_EVERY,
+    MEL_BANDS,
+    MEL_HOP,
+    MEL_N_FFT,
+    MEL_PATCH_FRAMES,
+    MEL_RATE,
+    SMILE_STEP_SAMPLES,
+)
+
+__all__ = ["MelPatcher", "log_mel_frames", "mel_patches_offline", "patch_steps"]
+
+STEP_SAMPLES = SMILE_STEP_SAMPLES
+"""Samples per 500 ms step at :data:`MEL_RATE` (16 kHz, the openSMILE path's rate too)."""
+
+
+@cache
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    """Hann window ``(512,)`` and transposed mel basis ``(257, 96)``, float32."""
+    import librosa
+
+    window = librosa.filters.get_window("hann", MEL_N_FFT, fftbins=True).astype(np.float32)
+    mel = librosa.filters.mel(sr=MEL_RATE, n_fft=MEL_N_FFT, n_mels=MEL_BANDS)
+    return window, np.ascontiguousarray(mel.T, dtype=np.float32)
+
+
+def log_mel_frames(y16: np.ndarray) -> np.ndarray:
+    """Log-compressed mel frames of a signal, framed from its first sample.
+
+    Parameters
+    ----------
+    y16 : np.ndarray
+        ``(samples,)`` mono audio at 16 kHz.
+
+    Returns
+    -------
+    np.ndarray
+        ``(frames, 96)`` float32, ``frames = (samples - 512) // 256 + 1`` (0 if shorter than
+        512 samples), values ``log10(10000 * power_mel + 1)``.
+    """
+    y = np.asarray(y16, dtype=np.float32)
+    if len(y) < MEL_N_FFT:
+        return np.zeros((0, MEL_BANDS), np.float32)
+    n = (len(y) - MEL_N_FFT) // MEL_HOP + 1
+    frames = np.lib.stride_tricks.as_strided(
+        y, shape=(n, MEL_N_FFT), strides=(y.strides[0] * MEL_HOP, y.strides[0]), writeable=False
+    )
+    window, mel_t = _tables()
+    spec = scipy.fft.rfft(frames * window, axis=-1)
+    power = (spec.real**2 + spec.imag**2).astype(np.float32, copy=False)
+    return np.log10(np.float32(10000.0) * (power @ mel_t) + np.float32(1.0))
+
+
+def _frames_available(n_samples: int) -> int:
+    """Frames fully inside the first ``n_samples`` samples."""
+    return 0 if n_samples < MEL_N_FFT else (n_samples - MEL_N_FFT) // MEL_HOP + 1
+
+
+def _patch(frames: np.ndarray, end: int) -> np.ndarray:
+    """The :data:`MEL_PATCH_FRAMES` frames ending before ``end``, zeros before frame 0."""
+    out = np.zeros((MEL_PATCH_FRAMES, MEL_BANDS), np.float32)
+    start = end - MEL_PATCH_FRAMES
+    part = frames[max(start, 0) : end]
+    out[MEL_PATCH_FRAMES - len(part) :] = part
+    return out
+
+
+def patch_steps(n_steps: int) -> np.ndarray:
+    """Steps that carry a mel patch: ``seq % EMBED_EVERY == 0``, ``(k,)`` int64."""
+    return np.arange(0, n_steps, EMBED_EVERY, dtype=np.int64)
+
+
+class MelPatcher:
+    """Rolling musicnn input: keeps the last 187 mel frames of a 16 kHz stream.
+
+    Examples
+    --------
+    >>> mp = MelPatcher()
+    >>> mp.push(step.y16)          # 8000 samples -> ~31 new frames
+    >>> x = mp.patch()             # (187, 96): the frames ending at the step's end
+    """
+
+    def __init__(self) -> None:
+        self._tail = np.zeros(0, np.float32)  # samples from the next frame's start on
+        self._frames = np.zeros((MEL_PATCH_FRAMES, MEL_BANDS), np.float32)
+        self.n_frames = 0
+        """Frames computed since the stream start."""
+
+    def push(self, y16: np.ndarray) -> None:
+        """Add audio (any length, 16 kHz) and compute the frames it completes."""
+        y = np.concatenate((self._tail, np.asarray(y16, dtype=np.float32)))
+        new = log_mel_frames(y)
+        if len(new):
+            self._tail = y[len(new) * MEL_HOP :]
+            self.n_frames += len(new)
+            keep = np.concatenate((self._frames, new))
+            self._frames = keep[-MEL_PATCH_FRAMES:]
+        else:
+            self._tail = y
+
+    def patch(self) -> np.ndarray:
+        """``(187, 96)`` float32: the last 187 complete frames (zeros before the stream start)."""
+        return self._frames.copy()
+
+
+def mel_patches_offline(y16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The patches :class:`MelPatcher` gives at steps ``seq % EMBED_EVERY == 0``, from a whole
+    signal.
+
+    Parameters
+    ----------
+    y16 : np.ndarray
+        ``(samples,)`` mono audio at 16 kHz; ``floor(samples / 8000)`` whole steps are used.
+
+    Returns
+    -------
+    steps : np.ndarray
+        ``(k,)`` int64 step numbers (0, 4, 8, ...).
+    patches : np.ndarray
+        ``(k, 187, 96)`` float32, the patch ending at each of those steps' end.
+    """
+    n_steps = len(y16) // STEP_SAMPLES
+    steps = patch_steps(n_steps)
+    frames = log_mel_frames(np.asarray(y16[: n_steps * STEP_SAMPLES]))
+    patches = np.zeros((len(steps), MEL_PATCH_FRAMES, MEL_BANDS), np.float32)
+    for i, seq in enumerate(steps):
+        patches[i] = _patch(frames, _frames_available((int(seq) + 1) * STEP_SAMPLES))
+    return steps, patches
