@@ -1,17 +1,24 @@
-"""Shared fixtures: the real data folder, real audio clips, a real Redis namespace."""
+"""Shared fixtures: the real data folder, real audio clips, a real Redis namespace, and an ALSA
+capture device that plays known samples through PortAudio (no sound card needed)."""
 
 from __future__ import annotations
 
+import ctypes.util
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("STREAMMOOD_DATA_DIR", ROOT.parent / "shared" / "data"))
 REDIS_URL = os.environ.get("STREAMMOOD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +69,123 @@ def redis_namespace() -> Iterator[tuple[str, str]]:
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
     client.close()
+
+
+# --- real capture without a sound card: PortAudio -> ALSA "file" plugin (DESIGN.md) -------------
+
+
+@dataclass
+class AlsaCaptureDevice:
+    """An ALSA capture device that plays back known int16 samples, for real PortAudio capture.
+
+    The device exists only for processes started with :attr:`env` (``ALSA_CONFIG_PATH`` must be
+    set before PortAudio initialises, i.e. before ``sounddevice`` is first imported), so capture
+    in a fresh interpreter: :meth:`run_python`.
+
+    Facts that matter (measured): capture with ``dtype="int16"`` (``DeviceSource``'s default) is
+    bit-exact, ``captured_float * 32768 == samples``, from the first sample; asking PortAudio for
+    float32 makes ALSA's ``plug`` skip chunks. The device is not paced: it delivers as fast as it
+    is read, so give ``DeviceSource`` a ``queue_blocks`` at least the number of blocks you read
+    (or blocks are dropped, and counted). After the file ends it repeats stale buffers: read at
+    most ``len(samples)`` samples. Any requested rate the ``plug`` layer can convert is accepted;
+    an impossible one (e.g. 1000 Hz) gives PortAudio error -9997, and the device's default rate
+    is ``rate``.
+
+    Attributes
+    ----------
+    device : str
+        PortAudio/ALSA device name to capture from (``"cap"``).
+    rate : int
+        Native rate of the device, Hz.
+    samples : np.ndarray
+        ``(n,)`` int16 samples the device delivers.
+    raw_path, config_path : Path
+    env : dict
+        ``os.environ`` plus ``ALSA_CONFIG_PATH`` and ``PYTHONPATH`` (the project root).
+    """
+
+    device: str
+    rate: int
+    samples: np.ndarray
+    raw_path: Path
+    config_path: Path
+    env: dict[str, str]
+
+    @property
+    def float_samples(self) -> np.ndarray:
+        """``(n,)`` float32, ``samples / 32768``: what ``DeviceSource`` yields."""
+        return self.samples.astype(np.float32) * np.float32(1 / 32768)
+
+    def run_python(
+        self, code: str, *args: str, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python -c code args...`` with the device visible; fails the test on error."""
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"capture subprocess failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        return proc
+
+
+def pcm16(y: np.ndarray) -> np.ndarray:
+    """Float samples to int16 (``round(y * 32768)``, clipped to the int16 range)."""
+    return np.clip(np.round(np.asarray(y, np.float64) * 32768), -32768, 32767).astype("<i2")
+
+
+@pytest.fixture()
+def alsa_capture_device(tmp_path: Path) -> Callable[..., AlsaCaptureDevice]:
+    """Factory ``make(samples, rate, name="cap") -> AlsaCaptureDevice``.
+
+    ``samples``: ``(n,)`` int16, or float (converted by :func:`pcm16`). Writes the raw file and an
+    ALSA config (``pcm.<name>_raw``: ``file`` plugin reading it over a ``null`` slave;
+    ``pcm.<name>``: ``plug`` at S16_LE, ``rate`` Hz, mono) under ``tmp_path``. Skips when
+    libportaudio or ALSA's configuration is missing. See :class:`AlsaCaptureDevice`; e.g.::
+
+        dev = alsa_capture_device(music_pcm16(44_100, 5.0), 44_100)
+        proc = dev.run_python(CODE_USING_DeviceSource(dev.device), str(tmp_path / "out.npz"))
+    """
+    if ctypes.util.find_library("portaudio") is None:
+        pytest.skip("libportaudio2 not installed")
+    if not ALSA_CONF.is_file():
+        pytest.skip(f"ALSA configuration {ALSA_CONF} not found")
+
+    def make(samples: np.ndarray, rate: int, name: str = "cap") -> AlsaCaptureDevice:
+        pcm = samples if samples.dtype == np.int16 else pcm16(samples)
+        pcm = np.ascontiguousarray(pcm, dtype="<i2")
+        raw = tmp_path / f"{name}-{rate}.raw"
+        pcm.tofile(raw)
+        conf = tmp_path / f"{name}-{rate}.asoundrc"
+        conf.write_text(
+            f'pcm.{name}_raw {{ type file; slave.pcm "null"; file "/dev/null"; '
+            f'infile "{raw}"; format "raw" }}\n'
+            f'pcm.{name} {{ type plug; slave {{ pcm "{name}_raw"; format S16_LE; '
+            f"rate {int(rate)}; channels 1 }} }}\n"
+        )
+        env = dict(os.environ)
+        env["ALSA_CONFIG_PATH"] = f"{ALSA_CONF}:{conf}"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        return AlsaCaptureDevice(name, int(rate), pcm, raw, conf, env)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def music_pcm16(music_clip: Path) -> Callable[..., np.ndarray]:
+    """Factory ``make(rate, seconds=None) -> (n,) int16``: the real ``music_clip`` decoded,
+    resampled to ``rate`` Hz (soxr HQ) and converted by :func:`pcm16`; the first ``seconds``."""
+    from streammood.audio.decode import load_audio
+    from streammood.audio.resample import resample
+
+    y, sr = load_audio(music_clip)
+
+    def make(rate: int, seconds: float | None = None) -> np.ndarray:
+        x = y if seconds is None else y[: round(seconds * sr)]
+        return pcm16(resample(x, sr, rate))
+
+    return make
