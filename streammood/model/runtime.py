@@ -16,6 +16,7 @@ import numpy as np
 
 from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
 from streammood.model.artifact import ModelArtifact, ModelError
+from streammood.model.embedding import EmbedderError, MusicnnEmbedder
 from streammood.model.labels import QUADRANTS, va_from_probs
 
 REGRESSION_PROB_SCALE = 0.25
@@ -59,23 +60,30 @@ def probs_from_va(va: np.ndarray, scale: float = REGRESSION_PROB_SCALE) -> np.nd
     return out.astype(np.float32)
 
 
-class MusicnnEmbedding:
-    """Pretrained embedding of a mel patch, held between patches exactly as in training.
+class HeldEmbedding:
+    """The pretrained embedding per step, held between patches exactly as in training
+    (:func:`~streammood.model.inputs.hold_embeddings`).
 
-    ``__call__(mel_patch)`` returns ``(D,)``: a fresh embedding when a ``(187, 96)`` patch is given,
-    else the last one (zeros before the first patch, which the live path never hits since step 0
-    always carries one).
+    ``__call__(mel_patch)`` returns ``(D,)``: a fresh embedding when a ``(187, 96)`` patch is
+    given, else the last one (zeros before the first patch; the live path never hits that, since
+    step 0 always carries a patch).
     """
 
     def __init__(self, artifact: ModelArtifact, num_threads: int = 1) -> None:
-        self._runner = _interpreter(artifact.file("embedder"), num_threads).get_signature_runner()
-        self._in = next(iter(self._runner.get_input_details()))
+        try:
+            self._embedder = MusicnnEmbedder(artifact.file("embedder"), num_threads=num_threads)
+        except EmbedderError as exc:
+            raise ModelError(str(exc)) from None
+        if self._embedder.dim != artifact.emb_dim:
+            raise ModelError(
+                f"{artifact.path}: embedder gives {self._embedder.dim} values, manifest says "
+                f"{artifact.emb_dim}"
+            )
         self._last = np.zeros(artifact.emb_dim, np.float32)
 
     def __call__(self, mel_patch: np.ndarray | None) -> np.ndarray:
         if mel_patch is not None:
-            out = self._runner(**{self._in: np.asarray(mel_patch, np.float32)[None]})
-            self._last = np.asarray(next(iter(out.values())), np.float32)[0].copy()
+            self._last = self._embedder.embed(mel_patch)
         return self._last
 
     def reset(self) -> None:
