@@ -120,12 +120,19 @@ def open_audio_file(path: str | Path) -> sf.SoundFile:
         raise AudioError(f"{path}: cannot open audio file: {_one_line(exc)}") from None
 
 
+DECODE_FRAMES = 1 << 16
+"""Frames per libsndfile read. Fixed, because MP3 samples differ in the last bit with the read
+size; every path re-blocks these reads, so file and stream decoding are bit-identical."""
+
+
 def iter_blocks(
     f: sf.SoundFile, block_frames: int, path: str | Path | None = None
 ) -> Iterator[np.ndarray]:
     """Decode an opened file block by block, mono float32.
 
-    Stops at the first empty read, so a truncated MP3 yields the audio that is there.
+    Reads :data:`DECODE_FRAMES` at a time whatever ``block_frames`` is, so the samples do not
+    depend on the block size. Stops at the first empty read: a truncated MP3 yields the audio
+    that is there.
 
     Parameters
     ----------
@@ -143,11 +150,22 @@ def iter_blocks(
     """
     if block_frames < 1:
         raise ValueError(f"block_frames must be >= 1, got {block_frames}")
-    name = path if path is not None else f.name
+    pending = np.zeros(0, np.float32)
+    for chunk in _decode_chunks(f, path if path is not None else f.name):
+        pending = chunk if pending.size == 0 else np.concatenate([pending, chunk])
+        n_whole = pending.size // block_frames * block_frames
+        for i in range(0, n_whole, block_frames):
+            yield pending[i : i + block_frames]
+        pending = pending[n_whole:]
+    if pending.size:
+        yield pending
+
+
+def _decode_chunks(f: sf.SoundFile, name: str | Path) -> Iterator[np.ndarray]:
     bad = 0
     while True:
         try:
-            block = f.read(block_frames, dtype="float32", always_2d=True)
+            block = f.read(DECODE_FRAMES, dtype="float32", always_2d=True)
         except (sf.SoundFileError, RuntimeError) as exc:
             raise AudioError(f"{name}: decoding failed mid-file: {_one_line(exc)}") from None
         if len(block) == 0:
@@ -187,7 +205,7 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """
     with open_audio_file(path) as f:
         sr = int(f.samplerate)
-        blocks = list(iter_blocks(f, 1 << 18, path))
+        blocks = list(_decode_chunks(f, path))
     if not blocks:
         raise AudioError(f"{path}: no audio samples (zero-length audio)")
     y = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
