@@ -97,6 +97,22 @@ def subscribe(
         typer.echo(msg.to_json() if json_out else mood_line(msg))
 
 
+@app.command()
+@friendly_errors
+def features(
+    audio: str = typer.Argument(..., help="Audio file (MP3, WAV, FLAC, OGG)."),
+    out: str = typer.Option(..., "--out", help="Output .npz file."),
+    mode: str = typer.Option(
+        "offline", "--mode", help="offline (whole file) or stream (live path)."
+    ),
+) -> None:
+    """Extract per-step features (MFCC, openSMILE LLD stats, mel patches) of a file to .npz."""
+    from streammood.workers.features import write_features
+
+    fs = write_features(audio, out, mode=mode, progress=sys.stderr.isatty())
+    typer.echo(f"{out}: {fs.n_steps} steps ({mode})")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="streammood")
 
