@@ -1,0 +1,136 @@
+"""``analyze``: the offline mood timeline of audio files, through the same features and model
+as ``listen`` (no Redis), one process per file on all cores."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streammood.audio.decode import load_audio
+from streammood.errors import StreammoodError
+from streammood.features.extractor import extract_offline
+from streammood.model.artifact import ModelArtifact, load_artifact
+from streammood.model.embedding import MusicnnEmbedder
+from streammood.model.inputs import hold_embeddings
+from streammood.model.labels import QUADRANTS
+from streammood.model.runtime import MoodRuntime
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Per-step moods of one file.
+
+    ``t_start``, ``t_end`` ``(n,)`` seconds; ``probs`` ``(n, 4)`` in QUADRANTS order;
+    ``valence``, ``arousal`` ``(n,)`` in [-1, 1]; ``window_steps`` ``(n,)``.
+    """
+
+    path: str
+    t_start: np.ndarray
+    t_end: np.ndarray
+    probs: np.ndarray
+    valence: np.ndarray
+    arousal: np.ndarray
+    window_steps: np.ndarray
+
+    @property
+    def quadrants(self) -> list[str]:
+        return [QUADRANTS[i] for i in np.argmax(self.probs, axis=1)] if len(self.probs) else []
+
+    def rows(self) -> list[dict[str, object]]:
+        """One dict per step (the CSV/JSON rows)."""
+        return [
+            {
+                "file": self.path,
+                "seq": i,
+                "t_start": round(float(self.t_start[i]), 3),
+                "t_end": round(float(self.t_end[i]), 3),
+                "valence": round(float(self.valence[i]), 5),
+                "arousal": round(float(self.arousal[i]), 5),
+                "quadrant": q,
+                **{
+                    f"p_{name}": round(float(p), 5)
+                    for name, p in zip(QUADRANTS, self.probs[i], strict=True)
+                },
+                "window_steps": int(self.window_steps[i]),
+            }
+            for i, q in enumerate(self.quadrants)
+        ]
+
+
+def timeline_of_signal(y: np.ndarray, sr: int, artifact: ModelArtifact, path: str = "") -> Timeline:
+    """Mood timeline of a whole signal ``(n,)`` at ``sr`` Hz."""
+    feats = extract_offline(y, sr)
+    embedder = MusicnnEmbedder(artifact.file("embedder"))
+    emb = hold_embeddings(feats.patch_steps, embedder.embed(feats.mel_patches), feats.n_steps)
+    runtime = MoodRuntime(artifact)
+    preds = [runtime.step(feats.mfcc[i], feats.lld[i], emb[i]) for i in range(feats.n_steps)]
+    t_start = feats.t_start.astype(np.float64)
+    return Timeline(
+        path=path,
+        t_start=t_start,
+        t_end=t_start + 0.5,
+        probs=np.array([p.probs for p in preds], np.float32).reshape(-1, len(QUADRANTS)),
+        valence=np.array([p.valence for p in preds], np.float32),
+        arousal=np.array([p.arousal for p in preds], np.float32),
+        window_steps=np.array([p.window_steps for p in preds], np.int64),
+    )
+
+
+def _analyze_one(path: str, model_dir: str) -> Timeline | str:
+    try:
+        y, sr = load_audio(path)
+        return timeline_of_signal(y, sr, load_artifact(model_dir, verify=False), path)
+    except StreammoodError as exc:
+        return str(exc)
+
+
+def analyze_files(
+    paths: Sequence[str | Path],
+    artifact: ModelArtifact,
+    jobs: int | None = None,
+    on_done: Callable[[str, Timeline | str], None] | None = None,
+) -> tuple[list[Timeline], list[str]]:
+    """Timelines of many files in parallel; returns ``(timelines, errors)`` (a file that fails
+    is reported by name and reason, the others still go through)."""
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(paths)))
+    timelines, errors = [], []
+    if jobs == 1:
+        results = (_analyze_one(str(p), str(artifact.path)) for p in paths)
+    else:
+        pool = ProcessPoolExecutor(jobs)
+        results = pool.map(_analyze_one, [str(p) for p in paths], [str(artifact.path)] * len(paths))
+    for path, result in zip(paths, results, strict=True):
+        if isinstance(result, Timeline):
+            timelines.append(result)
+        else:
+            errors.append(result)
+        if on_done is not None:
+            on_done(str(path), result)
+    if jobs > 1:
+        pool.shutdown()
+    return timelines, errors
+
+
+def write_timelines(timelines: Sequence[Timeline], out: Path) -> Path:
+    """Write every step of every timeline to ``.csv`` or ``.json`` (by the suffix)."""
+    rows = [row for t in timelines for row in t.rows()]
+    out = Path(out)
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps(rows, indent=1) + "\n")
+    elif out.suffix.lower() == ".csv":
+        fields = ["file", "seq", "t_start", "t_end", "valence", "arousal", "quadrant"]
+        fields += [f"p_{q}" for q in QUADRANTS] + ["window_steps"]
+        with open(out, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        raise StreammoodError(f"{out}: timeline output must end in .csv or .json")
+    return out

@@ -1,0 +1,64 @@
+"""``capture``: audio → model inputs → feature frames on a Redis stream (the first half of
+``listen``, for running capture and inference on different machines)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from streammood.audio.sources import AudioSource
+from streammood.bus.publisher import FramePublisher
+from streammood.model.artifact import ModelArtifact
+from streammood.workers.tagging import FeatureStage, ModelInputs, embedder_id, encode_inputs
+
+
+def run_capture(
+    source: AudioSource,
+    artifact: ModelArtifact,
+    source_id: str,
+    publisher: FramePublisher,
+    *,
+    duration: float | None = None,
+    on_frame: Callable[[ModelInputs], None] | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Publish one frame per 500 ms step of ``source`` until it ends, ``duration`` seconds have
+    been captured, ``stop`` is set or Ctrl-C. Returns the number of frames published.
+
+    The frames carry MFCC, LLD statistics and the pretrained embedding (computed here, with the
+    artifact's embedder, whose id goes in each header so ``infer`` can check it).
+    """
+    stop = stop or threading.Event()
+    stage = FeatureStage(artifact, source.sample_rate)
+    ident = embedder_id(artifact)
+    max_steps = None if duration is None else max(0, int(round(duration / 0.5)))
+    publisher.begin(source_id)
+    sent = 0
+
+    def send(batch: list[ModelInputs]) -> bool:
+        nonlocal sent
+        for inputs in batch:
+            if max_steps is not None and sent >= max_steps:
+                return False
+            publisher.publish(encode_inputs(source_id, inputs, ident), source_id)
+            sent += 1
+            if on_frame is not None:
+                on_frame(inputs)
+        return max_steps is None or sent < max_steps
+
+    try:
+        for block in source:
+            if not send(stage.push(block)) or stop.is_set():
+                break
+        else:
+            send(stage.finish())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        source.close()
+        publisher.update_metrics(
+            frames=sent,
+            audio_overflows=source.stats.overflows,
+            audio_dropped_blocks=source.stats.dropped_blocks,
+        )
+    return sent

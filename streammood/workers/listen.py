@@ -1,0 +1,153 @@
+"""``listen``: capture → features → streaming model → publish, in one process.
+
+Three threads, as sounddevice's examples do it: PortAudio's callback only copies blocks into the
+source's bounded queue; the feature thread frames them and extracts features; the calling thread
+runs the model and hands messages to the publisher (whose own thread talks to Redis, buffering
+through outages). Neither the callback nor the feature thread ever waits on Redis or the model:
+when inference falls behind, steps queue up to a bound, then the oldest are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from streammood.audio.sources import AudioSource, FileSource
+from streammood.bus.publisher import MoodPublisher
+from streammood.bus.schema import MoodMessage
+from streammood.model.artifact import ModelArtifact
+from streammood.workers.steps import StepQueue
+from streammood.workers.tagging import FeatureStage, ModelInputs, MoodStage
+
+
+@dataclass
+class ListenStats:
+    """What happened during one ``listen`` run (shown in the live line and the metrics hash)."""
+
+    steps: int = 0
+    dropped_steps: int = 0
+    overflows: int = 0
+    dropped_blocks: int = 0
+    gaps: int = 0
+    errors: list[Exception] = field(default_factory=list)
+
+    def as_metrics(self) -> dict[str, int]:
+        return {
+            "steps": self.steps,
+            "dropped_steps": self.dropped_steps,
+            "audio_overflows": self.overflows,
+            "audio_dropped_blocks": self.dropped_blocks,
+        }
+
+
+def _feature_loop(
+    source: AudioSource,
+    stage: FeatureStage,
+    queue: StepQueue[ModelInputs],
+    stop: threading.Event,
+    max_steps: int | None,
+    errors: list[Exception],
+) -> None:
+    produced = 0
+    try:
+        for block in source:
+            for inputs in stage.push(block):
+                if max_steps is None or produced < max_steps:
+                    queue.put(inputs)
+                    produced += 1
+            if stop.is_set() or (max_steps is not None and produced >= max_steps):
+                break
+        else:  # end of the source: the last complete steps
+            for inputs in stage.finish():
+                if max_steps is None or produced < max_steps:
+                    queue.put(inputs)
+                    produced += 1
+    except Exception as exc:  # noqa: BLE001 - re-raised in the calling thread
+        errors.append(exc)
+    finally:
+        source.close()
+        queue.close()
+
+
+def run_listen(
+    source: AudioSource,
+    artifact: ModelArtifact,
+    source_id: str,
+    publisher: MoodPublisher | None,
+    *,
+    duration: float | None = None,
+    on_message: Callable[[MoodMessage, ListenStats], None] | None = None,
+    queue_steps: int = 120,
+    stop: threading.Event | None = None,
+) -> ListenStats:
+    """Tag ``source`` until it ends, ``duration`` seconds of audio have been tagged, ``stop`` is
+    set, or Ctrl-C; every completed step is published before returning.
+
+    Parameters
+    ----------
+    source : AudioSource
+        A device or a file.
+    artifact : ModelArtifact
+        The model.
+    source_id : str
+        Id in messages and key names.
+    publisher : MoodPublisher or None
+        Where messages go (``None``: only ``on_message``).
+    duration : float, optional
+        Seconds of audio to tag.
+    on_message : callable, optional
+        Called with every message (the live line).
+    queue_steps : int
+        Steps that may wait for inference before the oldest are dropped (live sources; a file
+        read faster than real time waits instead).
+    stop : threading.Event, optional
+        Set it to end the run cleanly from another thread.
+    """
+    stop = stop or threading.Event()
+    stats = ListenStats()
+    stage = FeatureStage(artifact, source.sample_rate)
+    mood = MoodStage(artifact, source_id)
+    lossless = isinstance(source, FileSource) and not source.realtime
+    queue: StepQueue[ModelInputs] = StepQueue(queue_steps, lossless=lossless)
+    max_steps = None if duration is None else max(0, int(round(duration / 0.5)))
+    worker = threading.Thread(
+        target=_feature_loop,
+        args=(source, stage, queue, stop, max_steps, stats.errors),
+        name="streammood-features",
+        daemon=True,
+    )
+    worker.start()
+    try:
+        while True:
+            inputs = queue.get(timeout=0.5)
+            if inputs is None:
+                if not worker.is_alive() and len(queue) == 0:
+                    break
+                continue
+            msg = mood(inputs)
+            if publisher is not None:
+                publisher.publish(msg)
+            stats.steps += 1
+            stats.dropped_steps = queue.dropped
+            stats.gaps = mood.gaps
+            src = source.stats
+            stats.overflows, stats.dropped_blocks = src.overflows, src.dropped_blocks
+            if publisher is not None:
+                publisher.update_metrics(**stats.as_metrics())
+            if on_message is not None:
+                on_message(msg, stats)
+    except KeyboardInterrupt:
+        stop.set()
+        worker.join(timeout=5.0)
+        while (inputs := queue.get(timeout=0)) is not None:  # publish every completed step
+            msg = mood(inputs)
+            if publisher is not None:
+                publisher.publish(msg)
+            stats.steps += 1
+    finally:
+        stop.set()
+        worker.join(timeout=5.0)
+    if stats.errors:
+        raise stats.errors[0]
+    return stats

@@ -1,0 +1,164 @@
+"""The two processors every job chains: audio blocks → model inputs, and model inputs → moods.
+
+:class:`FeatureStage` (capture side) and :class:`MoodStage` (inference side) are plain objects
+with no I/O; ``listen`` runs them in one process, ``capture``/``infer`` put a Redis stream of
+feature frames between them, and ``analyze`` replays files through both. Same code every way, so
+the messages are identical.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from streammood.audio.framer import Framer
+from streammood.bus.codec import FrameError, encode_frame
+from streammood.bus.schema import ModelRef, MoodMessage
+from streammood.features.extractor import StreamingExtractor
+from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.model.artifact import ModelArtifact
+from streammood.model.labels import QUADRANTS
+from streammood.model.runtime import HeldEmbedding, MoodRuntime
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Everything the model needs for one step (what a feature frame carries).
+
+    ``mfcc (21, 20)``, ``lld (260,)``, ``emb (D,)`` float32; times in seconds of stream time.
+    """
+
+    seq: int
+    t_start: float
+    t_end: float
+    mfcc: np.ndarray
+    lld: np.ndarray
+    emb: np.ndarray
+
+
+def embedder_id(artifact: ModelArtifact) -> str:
+    """Short id of the artifact's embedder: frames carry it so ``infer`` can refuse frames made
+    with another embedding model."""
+    return artifact.manifest["files"]["embedder"]["sha256"][:16]
+
+
+def encode_inputs(source: str, inputs: ModelInputs, embedder: str) -> bytes:
+    """One feature frame for the bus."""
+    return encode_frame(
+        {
+            "source": source,
+            "seq": inputs.seq,
+            "t_start": inputs.t_start,
+            "t_end": inputs.t_end,
+            "embedder": embedder,
+        },
+        {"mfcc": inputs.mfcc, "lld": inputs.lld, "emb": inputs.emb},
+    )
+
+
+def decode_inputs(
+    header: dict, arrays: dict[str, np.ndarray], embedder: str, emb_dim: int
+) -> ModelInputs:
+    """Check a decoded frame against the model and turn it into :class:`ModelInputs`.
+
+    Raises
+    ------
+    FrameError
+        Wrong embedder, missing array or wrong shape.
+    """
+    if header.get("embedder") != embedder:
+        raise FrameError(
+            f"frame of {header.get('source')} seq {header.get('seq')} was made with embedder "
+            f"{header.get('embedder')!r}, this model uses {embedder!r}"
+        )
+    expected = {"mfcc": (MFCC_FRAMES, N_MFCC), "lld": (N_LLD_STATS,), "emb": (emb_dim,)}
+    for name, shape in expected.items():
+        if name not in arrays:
+            raise FrameError(f"frame seq {header.get('seq')} lacks array {name!r}")
+        if arrays[name].shape != shape:
+            raise FrameError(
+                f"frame seq {header.get('seq')}: {name} has shape {arrays[name].shape}, not {shape}"
+            )
+        if not np.all(np.isfinite(arrays[name])):
+            raise FrameError(f"frame seq {header.get('seq')}: {name} holds NaN or inf")
+    return ModelInputs(
+        int(header["seq"]),
+        float(header["t_start"]),
+        float(header["t_end"]),
+        arrays["mfcc"],
+        arrays["lld"],
+        arrays["emb"],
+    )
+
+
+class FeatureStage:
+    """Audio blocks at ``sample_rate`` → :class:`ModelInputs`, one per 500 ms step.
+
+    Framer (resampling, 500 ms steps) → streaming extractor (MFCC, openSMILE, mel patch) → held
+    pretrained embedding. Outputs lag the audio by the openSMILE look-ahead (< one step).
+    """
+
+    def __init__(self, artifact: ModelArtifact, sample_rate: int, num_threads: int = 1) -> None:
+        self.framer = Framer(sample_rate)
+        self.extractor = StreamingExtractor()
+        self.embedding = HeldEmbedding(artifact, num_threads=num_threads)
+
+    def push(self, block: np.ndarray) -> list[ModelInputs]:
+        out = []
+        for step in self.framer.push(block):
+            out += self._inputs(self.extractor.push(step))
+        return out
+
+    def finish(self) -> list[ModelInputs]:
+        """End of stream: the last complete steps."""
+        out = []
+        for step in self.framer.flush():
+            out += self._inputs(self.extractor.push(step))
+        return out + self._inputs(self.extractor.finish())
+
+    def run(self, blocks: Iterable[np.ndarray]) -> Iterator[ModelInputs]:
+        for block in blocks:
+            yield from self.push(block)
+        yield from self.finish()
+
+    def _inputs(self, features) -> list[ModelInputs]:
+        return [
+            ModelInputs(f.seq, f.t_start, f.t_end, f.mfcc, f.lld, self.embedding(f.mel_patch))
+            for f in features
+        ]
+
+
+class MoodStage:
+    """:class:`ModelInputs` of one source → :class:`MoodMessage` (exact rolling window)."""
+
+    def __init__(self, artifact: ModelArtifact, source: str, num_threads: int = 1) -> None:
+        self.source = source
+        self.runtime = MoodRuntime(artifact, num_threads=num_threads)
+        self.model = ModelRef(artifact.name, artifact.version)
+        self.expected_seq: int | None = None
+        self.gaps = 0
+        """Steps missing from the input (dropped upstream); the window runs on over them."""
+
+    def __call__(self, inputs: ModelInputs) -> MoodMessage:
+        if self.expected_seq is not None and inputs.seq < self.expected_seq:
+            self.runtime.reset()  # the source restarted (a new capture session)
+        elif self.expected_seq is not None and inputs.seq > self.expected_seq:
+            self.gaps += inputs.seq - self.expected_seq
+        self.expected_seq = inputs.seq + 1
+        pred = self.runtime.step(inputs.mfcc, inputs.lld, inputs.emb)
+        return MoodMessage(
+            source=self.source,
+            seq=inputs.seq,
+            t_start=inputs.t_start,
+            t_end=inputs.t_end,
+            valence=pred.valence,
+            arousal=pred.arousal,
+            quadrant=pred.quadrant,
+            probs={q: float(p) for q, p in zip(QUADRANTS, pred.probs, strict=True)},
+            window_steps=pred.window_steps,
+            model=self.model,
+            emitted_at=time.time(),
+        )
