@@ -189,3 +189,20 @@ def music_pcm16(music_clip: Path) -> Callable[..., np.ndarray]:
         return pcm16(resample(x, sr, rate))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def musicnn_patches(fourq_clips: list[Path]) -> np.ndarray:
+    """``(8, 187, 96)`` float32 musicnn input from the real 4Q clips (two per quadrant): librosa
+    power mel at 16 kHz (n_fft 512, hop 256, 96 bands, ``center=False``), ``log10(10000 x + 1)``."""
+    import librosa
+
+    out = []
+    for clip in fourq_clips:
+        y, _ = librosa.load(clip, sr=16_000, mono=True, duration=8.0)
+        mel = librosa.feature.melspectrogram(
+            y=y, sr=16_000, n_fft=512, hop_length=256, n_mels=96, center=False
+        ).T.astype(np.float32)
+        logmel = np.log10(np.float32(10_000) * mel + np.float32(1))
+        out += [logmel[:187], logmel[187:374]]
+    return np.stack(out)

@@ -47,7 +47,7 @@ def test_static_headers_with_spaces_and_both_files(annotations, deam_dir):
     assert static[2].file == STATIC_FILES[0]
 
 
-def test_dynamic_labels_align_with_the_step_that_ends_at_T(annotations, deam_dir):
+def test_dynamic_labels_align_with_the_step_that_ends_at_the_label_time(annotations, deam_dir):
     _, times, dynamic = annotations
     assert times[0] == 15000 and len(dynamic) == 744
     assert DEAM_START_STEP == 29  # t_start 14.5 s, t_end 15.0 s
@@ -120,3 +120,62 @@ def test_missing_annotation_files_are_clear_errors(tmp_path):
         read_static(tmp_path)
     with pytest.raises(StreammoodError, match="valence.csv"):
         read_dynamic(tmp_path)
+
+
+# --- the loader, on real audio ----------------------------------------------------------------
+
+DEAM_SONGS = (2, 3, 7)
+
+
+@pytest.fixture(scope="module")
+def small_deam(tmp_path_factory, deam_dir):
+    """DEAM's layout with three of the sample's songs (symlinks) and the real annotations."""
+    pytest.importorskip("streammood.features.extractor")
+    from streammood.datasets.cache import FeatureCache
+
+    root = tmp_path_factory.mktemp("deam")
+    (root / AUDIO_DIR).mkdir()
+    for song in DEAM_SONGS:
+        (root / AUDIO_DIR / f"{song}.mp3").symlink_to(deam_dir / AUDIO_DIR / f"{song}.mp3")
+    (root / "annotations").symlink_to(deam_dir / "annotations")
+    (root / "songs_info.csv").symlink_to(deam_dir / "songs_info.csv")
+    return root, FeatureCache(tmp_path_factory.mktemp("features"))
+
+
+def test_load_deam_dynamic_windows_are_aligned(small_deam, annotations):
+    from streammood.datasets.deam import load_deam
+
+    root, cache = small_deam
+    _, times, dynamic = annotations
+    windows = load_deam(root, "dynamic", cache, jobs=1, progress=False)
+    assert [w.song_id for w in windows] == [str(s) for s in DEAM_SONGS]
+    for w in windows:
+        assert w.t_start == 14.5 and w.n_pad == 0  # step 29 ends at 15.0 s
+        assert w.mfcc.shape == (60, 21, 20) and w.lld.shape == (60, 260)
+        assert w.emb.shape == (60, 400) and w.va.shape == (60, 2)
+        np.testing.assert_array_equal(w.va, dynamic_window(times, dynamic[int(w.song_id)]))
+        v, a = w.va.mean(axis=0)
+        assert w.label == (2 * (a <= 0) + (v <= 0))
+    assert windows[0].group == "The New Mystikal Troubadours"
+    assert cache.computed == len(DEAM_SONGS)
+
+
+def test_load_deam_static_uses_swap_corrected_values(small_deam, emomusic, caplog):
+    from streammood.datasets.deam import load_deam
+
+    root, cache = small_deam
+    with caplog.at_level(logging.WARNING):
+        windows = load_deam(root, "static", cache, jobs=1, progress=False)
+    assert "look swapped" in caplog.text
+    assert cache.computed <= len(DEAM_SONGS)  # each clip extracted once across both tasks
+    for w in windows:
+        expected = static_to_unit(np.array(emomusic[int(w.song_id)]))
+        np.testing.assert_allclose(w.va, expected, atol=1e-6)
+        assert w.t_start == 14.5 and w.va.shape == (2,)
+
+
+def test_load_deam_bad_task(small_deam):
+    from streammood.datasets.deam import load_deam
+
+    with pytest.raises(StreammoodError, match="task"):
+        load_deam(small_deam[0], "both")
