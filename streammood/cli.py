@@ -15,7 +15,8 @@ from streammood.errors import StreammoodError
 
 app = typer.Typer(
     name="streammood",
-    help="Real-time music mood tagging: valence, arousal and Russell quadrant every 500 ms, on Redis.",
+    help="Real-time music mood tagging: valence, arousal and Russell quadrant every 500 ms, "
+    "on Redis.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -82,8 +83,10 @@ def subscribe(
     json_out: bool = typer.Option(False, "--json", help="Print each message's raw JSON."),
     history: int = typer.Option(0, "--history", min=0, help="First replay the last N messages."),
     redis_url: str | None = typer.Option(
-        None, "--redis-url", help="Redis URL (default: $STREAMMOOD_REDIS_URL, 127.0.0.1:6379, "
-        "or the embedded server started by 'listen')."
+        None,
+        "--redis-url",
+        help="Redis URL (default: $STREAMMOOD_REDIS_URL, 127.0.0.1:6379, "
+        "or the embedded server started by 'listen').",
     ),
     count: int | None = typer.Option(None, "--count", min=1, help="Stop after N messages."),
 ) -> None:
@@ -111,6 +114,343 @@ def features(
 
     fs = write_features(audio, out, mode=mode, progress=sys.stderr.isatty())
     typer.echo(f"{out}: {fs.n_steps} steps ({mode})")
+
+
+# --- shared option helpers -------------------------------------------------------------------
+
+REDIS_HELP = (
+    "Redis URL, e.g. redis://:PASSWORD@host:6379/0 (default: $STREAMMOOD_REDIS_URL, then "
+    "127.0.0.1:6379, then an embedded server)."
+)
+MODEL_HELP = "Model artifact folder (default: the shipped model in models/)."
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=_stderr(), show_path=False, show_time=True)],
+        force=True,
+    )
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _device_arg(device: str | None) -> int | str | None:
+    return int(device) if device is not None and device.strip().isdigit() else device
+
+
+def _default_source_id(device: str | None, file: str | None) -> str:
+    import re
+    from pathlib import Path
+
+    raw = Path(file).stem if file else f"device-{device if device is not None else 'default'}"
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._") or "source"
+    return cleaned[:64]
+
+
+def _open_audio(device: str | None, file: str | None, realtime: bool):
+    from streammood.audio.sources import open_source
+
+    return open_source(device=_device_arg(device), file=file, realtime=realtime)
+
+
+# --- live tagging ----------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def listen(
+    device: str | None = typer.Option(None, "--device", "-d", help="Input device index or name."),
+    file: str | None = typer.Option(None, "--file", "-f", help="Tag an audio file instead."),
+    realtime: bool = typer.Option(False, "--realtime", help="Pace a file in real time."),
+    redis_url: str | None = typer.Option(None, "--redis-url", help=REDIS_HELP),
+    source_id: str | None = typer.Option(None, "--source-id", help="Source id in messages."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
+    duration: float | None = typer.Option(None, "--duration", min=0, help="Stop after S seconds."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live line per step."),
+    prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
+) -> None:
+    """Tag live audio every 500 ms and publish the mood on Redis."""
+    from streammood.bus.embedded import ensure_redis
+    from streammood.bus.keys import validate_source
+    from streammood.bus.publisher import MoodPublisher
+    from streammood.bus.subscriber import mood_line
+    from streammood.model.artifact import load_artifact
+    from streammood.workers.listen import run_listen
+
+    _setup_logging(verbose)
+    err = _stderr()
+    sid = validate_source(source_id or _default_source_id(device, file))
+    artifact = load_artifact(model)
+    endpoint = ensure_redis(redis_url, start=True)
+    err.print(f"streammood: {endpoint.describe()}")
+    source = _open_audio(device, file, realtime)
+    err.print(
+        f"streammood: tagging {source.name} ({source.sample_rate} Hz) as '{sid}' with "
+        f"{artifact.name} v{artifact.version}; channel {prefix}:mood, history {prefix}:mood:{sid}"
+    )
+    publisher = MoodPublisher(endpoint.url, prefix, metrics_id=sid)
+
+    def show(msg, stats) -> None:
+        if quiet:
+            return
+        trouble = ""
+        if stats.dropped_steps or stats.overflows or stats.dropped_blocks:
+            trouble = (
+                f"  dropped steps {stats.dropped_steps}, audio overflows {stats.overflows}, "
+                f"dropped blocks {stats.dropped_blocks}"
+            )
+        pub = publisher.stats
+        if not pub.connected:
+            trouble += f"  Redis away: {pub.buffered} buffered"
+        typer.echo(mood_line(msg) + trouble)
+
+    try:
+        stats = run_listen(source, artifact, sid, publisher, duration=duration, on_message=show)
+    finally:
+        pub = publisher.close(timeout=10.0)
+        endpoint.close()
+    err.print(
+        f"streammood: {stats.steps} steps tagged, {pub.published} messages published, "
+        f"{pub.dropped} dropped while Redis was away, {stats.dropped_steps} steps dropped "
+        f"(inference behind), {stats.overflows} audio overflows, {stats.dropped_blocks} audio "
+        "blocks dropped"
+    )
+
+
+@app.command()
+@friendly_errors
+def capture(
+    device: str | None = typer.Option(None, "--device", "-d", help="Input device index or name."),
+    file: str | None = typer.Option(None, "--file", "-f", help="Capture an audio file instead."),
+    realtime: bool = typer.Option(False, "--realtime", help="Pace a file in real time."),
+    redis_url: str | None = typer.Option(None, "--redis-url", help=REDIS_HELP),
+    source_id: str | None = typer.Option(None, "--source-id", help="Source id of the frames."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
+    duration: float | None = typer.Option(None, "--duration", min=0, help="Stop after S seconds."),
+    prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
+) -> None:
+    """Capture audio and publish feature frames to Redis for 'infer' workers."""
+    from streammood.bus.embedded import ensure_redis
+    from streammood.bus.keys import validate_source
+    from streammood.bus.publisher import FramePublisher
+    from streammood.model.artifact import load_artifact
+    from streammood.workers.capture import run_capture
+
+    _setup_logging(verbose)
+    err = _stderr()
+    sid = validate_source(source_id or _default_source_id(device, file))
+    artifact = load_artifact(model)
+    endpoint = ensure_redis(redis_url, start=False)
+    err.print(f"streammood: {endpoint.describe()}")
+    source = _open_audio(device, file, realtime)
+    err.print(f"streammood: capturing {source.name} as '{sid}' → {prefix}:frames:{sid}")
+    publisher = FramePublisher(endpoint.url, prefix, metrics_id=f"capture-{sid}"[:64])
+    try:
+        sent = run_capture(source, artifact, sid, publisher, duration=duration)
+    finally:
+        pub = publisher.close(timeout=10.0)
+    err.print(f"streammood: {sent} frames captured, {pub.published} written, {pub.dropped} dropped")
+
+
+@app.command()
+@friendly_errors
+def infer(
+    redis_url: str | None = typer.Option(None, "--redis-url", help=REDIS_HELP),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
+    source: list[str] = typer.Option(None, "--source", help="Only these source ids (repeat)."),
+    prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
+    count: int | None = typer.Option(None, "--count", min=1, help="Stop after N messages."),
+    idle_timeout: float | None = typer.Option(
+        None, "--idle-timeout", min=0, help="Stop after S seconds without frames."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per message."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
+) -> None:
+    """Consume feature frames of all (or some) sources and publish moods; scale by running more."""
+    from streammood.bus.connection import connect
+    from streammood.bus.embedded import ensure_redis
+    from streammood.bus.publisher import MoodPublisher
+    from streammood.bus.subscriber import mood_line
+    from streammood.model.artifact import load_artifact
+    from streammood.workers.infer import run_infer
+
+    _setup_logging(verbose)
+    err = _stderr()
+    artifact = load_artifact(model)
+    endpoint = ensure_redis(redis_url, start=False)
+    err.print(f"streammood: {endpoint.describe()}; model {artifact.name} v{artifact.version}")
+    client = connect(endpoint.url, timeout=5.0)
+    publisher = MoodPublisher(client, prefix)
+    try:
+        stats = run_infer(
+            client,
+            artifact,
+            publisher,
+            prefix=prefix,
+            sources=source or None,
+            max_messages=count,
+            idle_timeout=idle_timeout,
+            on_message=None if quiet else (lambda m: typer.echo(mood_line(m))),
+        )
+    finally:
+        publisher.close(timeout=10.0)
+        client.close()
+    err.print(
+        f"streammood: {stats.published} moods published, {stats.rejected} frames rejected, "
+        f"{stats.replayed} replayed"
+    )
+
+
+# --- offline ---------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly_errors
+def analyze(
+    audio: list[str] = typer.Argument(..., help="Audio files."),
+    out: str | None = typer.Option(None, "--out", help="Timeline .csv or .json."),
+    plot: str | None = typer.Option(
+        None, "--plot", help="Trajectory PNG (one file: this path; several: NAME-<file>.png)."
+    ),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Processes (all cores)."),
+) -> None:
+    """Offline mood timeline of audio files (same features and model as 'listen'; no Redis)."""
+    from pathlib import Path
+
+    from streammood.model.artifact import load_artifact
+    from streammood.training.plots import plot_trajectory
+    from streammood.workers.analyze import analyze_files, write_timelines
+
+    artifact = load_artifact(model)
+    err = _stderr()
+    timelines, errors = analyze_files(
+        audio, artifact, jobs, on_done=lambda p, r: err.print(f"  {p}: {_summary(r)}")
+    )
+    if out:
+        write_timelines(timelines, Path(out))
+        err.print(f"streammood: timeline of {len(timelines)} file(s) written to {out}")
+    if plot:
+        for t in timelines:
+            target = Path(plot)
+            if len(timelines) > 1:
+                target = target.with_name(f"{target.stem}-{Path(t.path).stem}{target.suffix}")
+            plot_trajectory(
+                t.t_start, t.valence, t.arousal, t.probs, target, title=Path(t.path).name
+            )
+            err.print(f"streammood: trajectory picture {target}")
+    for e in errors:
+        typer.echo(f"streammood: error: {e}", err=True)
+    if errors:
+        raise typer.Exit(2 if not timelines else 1)
+
+
+def _summary(result: object) -> str:
+    from collections import Counter
+
+    if isinstance(result, str):
+        return f"failed: {result}"
+    q = Counter(result.quadrants)  # type: ignore[attr-defined]
+    n = sum(q.values())
+    if not n:
+        return "no complete step"
+    mix = ", ".join(f"{k} {v / n:.0%}" for k, v in q.most_common())
+    return f"{n} steps; {mix}"
+
+
+@app.command()
+@friendly_errors
+def train(
+    dataset: str = typer.Option(..., "--dataset", help="4q or deam."),
+    data_dir: str = typer.Option(..., "--data-dir", help="The data set's folder."),
+    out: str = typer.Option(..., "--out", help="Model artifact folder to write."),
+    task: str = typer.Option("classification", "--task", help="classification or regression."),
+    seeds: int = typer.Option(5, "--seeds", min=1, help="Ensemble members (one seed each)."),
+    epochs: int = typer.Option(200, "--epochs", min=1, help="Most epochs (early stopping)."),
+    patience: int = typer.Option(20, "--patience", min=1, help="Early-stopping patience."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val/test split."),
+    name: str | None = typer.Option(
+        None, "--name", help="Model name (default streammood-DATASET)."
+    ),
+    version: str = typer.Option("1", "--version", help="Model version."),
+    cache_dir: str | None = typer.Option(None, "--cache-dir", help="Feature cache folder."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Extraction processes."),
+) -> None:
+    """Train a model on a labelled data set (split by artist) and write the artifact."""
+    import json
+    from pathlib import Path
+
+    from streammood.model.architecture import ModelConfig
+    from streammood.training.pipeline import run_train
+    from streammood.training.train import TrainConfig
+
+    config = TrainConfig(
+        task=task,
+        seeds=tuple(range(seeds)),
+        split_seed=split_seed,
+        epochs=epochs,
+        patience=patience,
+        model=ModelConfig(task=task),
+    )
+    result = run_train(
+        dataset,
+        Path(data_dir),
+        Path(out),
+        config,
+        name=name,
+        version=version,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        jobs=jobs,
+    )
+    from streammood.training.metrics import format_report
+
+    if result["test"]:
+        typer.echo(format_report(result["test"]))
+    typer.echo(json.dumps({"artifact": result["artifact"]}))
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    dataset: str = typer.Option(..., "--dataset", help="4q or deam."),
+    data_dir: str = typer.Option(..., "--data-dir", help="The data set's folder."),
+    report: str = typer.Option("report", "--report", help="Folder for metrics.json and PNGs."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
+    include_seen: bool = typer.Option(
+        False, "--include-seen", help="Also score songs the model was trained on."
+    ),
+    cache_dir: str | None = typer.Option(None, "--cache-dir", help="Feature cache folder."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Extraction processes."),
+) -> None:
+    """Evaluate a model on a labelled data set: metrics.json, confusion matrix, VA plane."""
+    from pathlib import Path
+
+    from streammood.training.metrics import format_report
+    from streammood.training.pipeline import run_evaluate
+
+    result = run_evaluate(
+        dataset,
+        Path(data_dir),
+        Path(report),
+        Path(model) if model else None,
+        include_seen=include_seen,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        jobs=jobs,
+    )
+    typer.echo(format_report(result))
+    typer.echo(f"report written to {report}/metrics.json")
 
 
 def main() -> None:  # pragma: no cover - console entry
