@@ -1,0 +1,61 @@
+"""The LiteRT serving side of the musicnn branch (no TensorFlow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streammood.errors import StreammoodError
+from streammood.model.embedding import DEFAULT_TFLITE, EmbedderError, MusicnnEmbedder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> MusicnnEmbedder:
+    return MusicnnEmbedder(DEFAULT_TFLITE)
+
+
+def test_import_does_not_load_tensorflow():
+    code = ("import sys, streammood.model.embedding as e; e.MusicnnEmbedder(e.DEFAULT_TFLITE)"
+            ".embed(__import__('numpy').zeros((2, 187, 96), 'float32'));"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')];"
+            "assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_shapes_and_batching(embedder, musicnn_patches):
+    assert embedder.dim == 400
+    batch = embedder.embed(musicnn_patches)
+    assert batch.shape == (8, 400) and batch.dtype == np.float32
+    one_by_one = np.stack([embedder.embed(p) for p in musicnn_patches])
+    np.testing.assert_allclose(batch, one_by_one, rtol=0, atol=1e-5)
+    assert embedder.embed(musicnn_patches[:0]).shape == (0, 400)
+    np.testing.assert_allclose(embedder.embed(musicnn_patches[3:5]), batch[3:5], atol=1e-5)
+    # different music gives different embeddings
+    assert np.abs(batch[0] - batch[6]).max() > 0.5
+
+
+def test_float64_input_is_accepted(embedder, musicnn_patches):
+    np.testing.assert_allclose(embedder.embed(musicnn_patches[:2].astype(np.float64)),
+                               embedder.embed(musicnn_patches[:2]), atol=1e-6)
+
+
+def test_wrong_patch_shape_is_a_clear_error(embedder):
+    with pytest.raises(EmbedderError, match=r"must be \(k, 187, 96\), got \(2, 100, 96\)"):
+        embedder.embed(np.zeros((2, 100, 96), np.float32))
+
+
+def test_missing_or_corrupt_model_file(tmp_path: Path):
+    with pytest.raises(EmbedderError, match="not found"):
+        MusicnnEmbedder(tmp_path / "nope.tflite")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(DEFAULT_TFLITE.read_bytes()[:1000])
+    with pytest.raises(EmbedderError, match="bad.tflite: not a valid LiteRT model"):
+        MusicnnEmbedder(bad)
+    assert issubclass(EmbedderError, StreammoodError)
