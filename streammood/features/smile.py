@@ -51,38 +51,13 @@ _SMILE_SUCCESS = 0
 _SMILE_NOT_WRITTEN = 8
 
 
-class _FrameMeta(ctypes.Structure):
-    _fields_ = [
-        ("vIdx", ctypes.c_long),
-        ("time", ctypes.c_double),
-        ("period", ctypes.c_double),
-        ("lengthSec", ctypes.c_double),
-    ]
-
-
-_SinkCallback = ctypes.CFUNCTYPE(
-    ctypes.c_int,
-    ctypes.POINTER(ctypes.c_float),
-    ctypes.c_long,
-    ctypes.c_long,
-    ctypes.POINTER(_FrameMeta),
-    ctypes.c_void_p,
-)
-
-
 @cache
-def _api() -> ctypes.CDLL:
-    """The SMILEapi shared library shipped in the ``opensmile`` wheel (loaded once)."""
+def _lib():
+    """``opensmile.core.lib``: the SMILEapi shared library of the ``opensmile`` wheel with its
+    ctypes signatures (shared with the package: never change them)."""
     from opensmile.core import lib
 
-    api = lib.smileapi
-    api.smile_extsink_set_data_callback_ex.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_char_p,
-        _SinkCallback,
-        ctypes.c_void_p,
-    ]
-    return api
+    return lib
 
 
 @cache
@@ -125,7 +100,8 @@ class _Engine:
     """One SMILEapi instance of ``compare_lld.conf`` with frame callbacks on both sinks."""
 
     def __init__(self, stream: bool, on_frame) -> None:
-        api = _api()
+        lib = _lib()
+        api = lib.smileapi
         self._api = api
         self._obj = api.smile_new()
         if not self._obj:
@@ -139,7 +115,7 @@ class _Engine:
         # keep the CFUNCTYPE objects referenced for the engine's whole life
         self._callbacks = []
         for level, sink in enumerate(_SINKS):
-            cb = _SinkCallback(self._make_callback(level, on_frame))
+            cb = lib.ExternalSinkCallbackEx(self._make_callback(level, on_frame))
             self._callbacks.append(cb)
             self._check(api.smile_extsink_set_data_callback_ex(self._obj, sink, cb, None))
 
