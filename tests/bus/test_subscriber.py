@@ -179,3 +179,21 @@ def test_two_workers_split_sources_and_a_lost_lease_is_reported(redis_namespace)
     assert lost == {stolen} and stolen not in a.owned
     a.close()
     b.close()
+
+
+def test_subscription_survives_a_redis_restart(redis_server):
+    from streammood.bus.connection import connect
+
+    client = connect(redis_server.url, timeout=1.0)
+    out, t = _collect(client, "restart", 2)
+    time.sleep(0.3)
+    _publish(redis_server.url, "restart", [make_message("a", 1)])
+    redis_server.stop()
+    time.sleep(0.5)
+    redis_server.start()
+    end = time.monotonic() + 10
+    while t.is_alive() and time.monotonic() < end:  # until it has re-subscribed
+        _publish(redis_server.url, "restart", [make_message("a", 2)])
+        time.sleep(0.2)
+    t.join(5)
+    assert [m.seq for m in out] == [1, 2]
