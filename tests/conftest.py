@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import ctypes.util
 import os
+import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -206,3 +208,46 @@ def musicnn_patches(fourq_clips: list[Path]) -> np.ndarray:
         logmel = np.log10(np.float32(10_000) * mel + np.float32(1))
         out += [logmel[:187], logmel[187:374]]
     return np.stack(out)
+
+
+@pytest.fixture()
+def jack_dummy_server() -> Iterator[dict[str, str]]:
+    """A JACK server on the ``dummy`` driver (48 kHz, 1024-frame periods): a capture device that is
+    paced in real time and delivers silence, for fallback and overflow tests. Yields the
+    environment (``JACK_DEFAULT_SERVER``, ``JACK_NO_AUDIO_RESERVATION``, ``PYTHONPATH``) in which
+    a fresh interpreter sees it as PortAudio device ``"system"`` (host API JACK, 2 channels,
+    48 000 Hz only). Skips when ``jackd`` (Debian ``jackd2``) or libportaudio is missing."""
+    jackd = shutil.which("jackd")
+    if jackd is None or shutil.which("jack_lsp") is None:
+        pytest.skip("jackd not installed (Debian package jackd2)")
+    if ctypes.util.find_library("portaudio") is None:
+        pytest.skip("libportaudio2 not installed")
+    env = dict(os.environ)
+    env["JACK_DEFAULT_SERVER"] = f"smtest-{uuid.uuid4().hex[:8]}"
+    env["JACK_NO_AUDIO_RESERVATION"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [jackd, "-r", "-d", "dummy", "-r", "48000", "-p", "1024", "-C", "2", "-P", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jackd exited with status {proc.returncode} on start")
+            ok = subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10)
+            if ok.returncode == 0 and b"system:capture_1" in ok.stdout:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("jackd did not come up within 15 s")
+            time.sleep(0.2)
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -6,6 +6,10 @@ a fresh interpreter (``AlsaCaptureDevice.run_python``) and the parent compares t
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -143,3 +147,45 @@ def test_cli_devices_lists_the_capture_device(alsa_capture_device, music_pcm16):
     dev = alsa_capture_device(music_pcm16(16_000, 1.0), 16_000)
     out = dev.run_python("from streammood.cli import app; app(['devices'])").stdout
     assert "cap_raw" in out and "16000" in out
+
+
+REALTIME = r"""
+import itertools, logging, sys, time
+import numpy as np
+from streammood.audio.sources import DeviceSource
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+with DeviceSource("system", samplerate=16000, block_seconds=0.05, queue_blocks=4) as src:
+    it = iter(src)
+    before = [next(it) for _ in range(10)]
+    s0 = src.stats
+    time.sleep(1.0)                         # stall: 20 blocks arrive, 4 fit in the queue
+    after = [next(it) for _ in range(5)]
+    s1 = src.stats
+print("RATE", src.sample_rate, src.channels)
+print("BEFORE", s0.blocks, s0.dropped_blocks, s0.overflows)
+print("AFTER", s1.blocks, s1.dropped_blocks, s1.dropped_samples)
+print("SILENT", bool(np.all(np.concatenate(before + after) == 0)))
+"""
+
+
+def test_realtime_device_falls_back_and_counts_drops(jack_dummy_server):
+    """JACK's dummy driver is paced in real time and runs at 48 kHz only: 16 kHz is refused
+    (PortAudio -9997) and capture falls back; a stalled consumer loses blocks, counted, logged."""
+    proc = subprocess.run(
+        [sys.executable, "-c", REALTIME],
+        env=jack_dummy_server,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert out["RATE"] == "48000 1"
+    assert "16000 Hz not supported" in proc.stderr and "native 48000 Hz" in proc.stderr
+    assert out["BEFORE"].split()[0] == "10"
+    blocks, dropped, dropped_samples = map(int, out["AFTER"].split())
+    assert blocks == 15 and dropped > 0 and dropped_samples == dropped * 2400
+    assert "blocks dropped" in proc.stderr
+    assert out["SILENT"] == "True"  # the dummy driver captures silence
