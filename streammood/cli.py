@@ -89,6 +89,7 @@ def subscribe(
         "or the embedded server started by 'listen').",
     ),
     count: int | None = typer.Option(None, "--count", min=1, help="Stop after N messages."),
+    prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
 ) -> None:
     """Print mood updates as they arrive on Redis."""
     from streammood.bus.subscriber import mood_line, watch
@@ -96,7 +97,7 @@ def subscribe(
     def where(endpoint: object) -> None:
         typer.echo(f"streammood: {endpoint.describe()}", err=True)  # type: ignore[attr-defined]
 
-    for msg in watch(redis_url, source, history, count, on_endpoint=where):
+    for msg in watch(redis_url, source, history, count, prefix, on_endpoint=where):
         typer.echo(msg.to_json() if json_out else mood_line(msg))
 
 

@@ -103,3 +103,20 @@ def test_subscribe_cli_reports_unreachable_redis_without_password(isolated):
     assert result.returncode == 2
     assert "hunter2" not in result.stderr + result.stdout
     assert result.stderr.strip().count("\n") == 0 and "redis://:***@127.0.0.1:1/0" in result.stderr
+
+
+def test_subscribe_cli_replays_history_with_prefix_and_source(redis_namespace):
+    url, prefix = redis_namespace
+    with MoodPublisher(url, prefix) as pub:
+        for i in range(3):
+            pub.publish(make_message("a", i))
+        pub.publish(make_message("b", 0))
+    result = subprocess.run(
+        [sys.executable, "-m", "streammood", "subscribe", "--redis-url", url, "--prefix", prefix,
+         "--source", "a", "--history", "2", "--count", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all(" a " in line and "PP" in line for line in lines)
+    assert "t=     1.0s" in lines[0] and "t=     1.5s" in lines[1]
