@@ -1,0 +1,217 @@
+"""The ``train`` and ``evaluate`` jobs: data set → split → ensemble → artifact → report.
+
+Each job returns a JSON-able summary; the CLI only prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from streammood.datasets.cache import FeatureCache
+from streammood.datasets.splits import train_val_test_split
+from streammood.datasets.windows import stack_windows
+from streammood.errors import StreammoodError
+from streammood.model.artifact import ModelArtifact, load_artifact
+from streammood.model.labels import QUADRANTS, quadrant_index, va_from_probs
+from streammood.training import metrics, plots
+from streammood.training.train import (
+    FEATURES_NOTE,
+    TrainConfig,
+    describe_split,
+    export_artifact,
+    load_members,
+    predict_windows,
+    subset,
+    train_ensemble,
+    write_json,
+)
+
+DATASETS = ("4q", "deam")
+
+
+def load_dataset(
+    dataset: str, data_dir: Path, task: str, cache_dir: Path | None, jobs: int | None
+) -> dict[str, np.ndarray]:
+    """Stacked windows of a data set (features from the cache, extracted in parallel)."""
+    cache = FeatureCache(cache_dir) if cache_dir else FeatureCache()
+    if dataset == "4q":
+        if task != "classification":
+            raise StreammoodError(
+                "the 4q data set has quadrant labels only: use --task classification"
+            )
+        from streammood.datasets.fourq import load_fourq
+
+        windows = load_fourq(data_dir, cache=cache, jobs=jobs)
+    elif dataset == "deam":
+        from streammood.datasets.deam import load_deam
+
+        kind = "static" if task == "classification" else "dynamic"
+        windows = load_deam(data_dir, task=kind, cache=cache, jobs=jobs)
+    else:
+        raise StreammoodError(f"unknown data set {dataset!r} (choose from {', '.join(DATASETS)})")
+    if not windows:
+        raise StreammoodError(f"{data_dir}: no labelled audio found for data set {dataset}")
+    arrays = stack_windows(windows)
+    if np.any(arrays["label"] < 0) and "va" in arrays:  # label from valence/arousal
+        va = arrays["va"] if arrays["va"].ndim == 2 else arrays["va"].mean(axis=1)
+        arrays["label"] = quadrant_index(va[:, 0], va[:, 1])
+    return arrays
+
+
+@contextmanager
+def _epoch_progress(console: Console, members: int, epochs: int) -> Iterator[Any]:
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, int] = {}
+
+        def hook(name: str, epoch: int, total: int, logs: dict[str, float]) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(f"training {name}", total=total, info="")
+            info = " ".join(f"{k}={v:.3f}" for k, v in logs.items() if "loss" in k or "acc" in k)
+            progress.update(tasks[name], completed=epoch, info=info)
+
+        yield hook
+        for task_id in tasks.values():  # early-stopped members: show them as done
+            progress.update(task_id, total=progress.tasks[task_id].completed)
+
+
+def _report(
+    arrays: dict[str, np.ndarray], outputs: np.ndarray, task: str, out: Path, title: str
+) -> dict[str, Any]:
+    """Metrics per window (song) and per step, plus pictures, for one set of windows.
+
+    ``metrics.json`` holds the per-window figures at the top level (``accuracy``, ``macro_f1``,
+    ``per_class``, ``roc_auc``, ``confusion_matrix``; MAE/RMSE for regression) and both levels
+    under ``per_window`` and ``per_step``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    mask = arrays["mask"]
+    last = outputs[np.arange(len(outputs)), metrics.last_real_step(mask)]
+    if task == "classification":
+        report = metrics.evaluation_report(outputs, mask, y_true=arrays["label"])
+        cm = report["per_window"]["confusion_matrix"]
+        va_pred = va_from_probs(last)
+    else:
+        va = arrays["va"]
+        kwargs = (
+            {"va_true_steps": va, "va_true": va.mean(axis=1)} if va.ndim == 3 else {"va_true": va}
+        )
+        report = metrics.evaluation_report(outputs, mask, **kwargs)
+        cm = report["per_window"]["quadrant_confusion_matrix"]
+        va_pred = last
+    report = {**report["per_window"], **report}
+    plots.plot_confusion_matrix(
+        np.array(cm), out / "confusion_matrix.png", title=f"{title}: per song"
+    )
+    plots.plot_va_plane(va_pred, out / "va_plane.png", labels=arrays["label"], title=title)
+    write_json(out / "metrics.json", report)
+    return report
+
+
+def run_train(
+    dataset: str,
+    data_dir: Path,
+    out: Path,
+    config: TrainConfig,
+    *,
+    name: str | None = None,
+    version: str = "1",
+    cache_dir: Path | None = None,
+    jobs: int | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Train an ensemble, evaluate it on the held-out test songs, write the artifact to ``out``."""
+    console = console or Console(stderr=True)
+    arrays = load_dataset(dataset, Path(data_dir), config.task, cache_dir, jobs)
+    train_idx, val_idx, test_idx = train_val_test_split(
+        arrays["label"], arrays["group"], config.test_size, config.val_size, config.split_seed
+    )
+    console.print(
+        f"{dataset}: {len(arrays['label'])} songs, {len(set(arrays['group']))} groups → "
+        f"train {len(train_idx)} / validation {len(val_idx)} / test {len(test_idx)} "
+        "(group-disjoint)"
+    )
+    with _epoch_progress(console, len(config.seeds), config.epochs) as hook:
+        members, summaries = train_ensemble(arrays, train_idx, val_idx, config, hook)
+    out = Path(out)
+    report: dict[str, Any] = {}
+    if len(test_idx):
+        test = subset(arrays, test_idx)
+        report = _report(test, predict_windows(members, test), config.task, out / "report", "test")
+    extra = {
+        "training": {
+            "dataset": dataset,
+            "data_dir": str(data_dir),
+            "features": FEATURES_NOTE,
+            "split": {
+                "method": "group-disjoint (artist where known, else song), stratified, seeded",
+                "seed": config.split_seed,
+                "train": describe_split(arrays, train_idx),
+                "validation": describe_split(arrays, val_idx),
+                "test": describe_split(arrays, test_idx),
+            },
+            "seen_songs": sorted(arrays["song_id"][np.concatenate([train_idx, val_idx])].tolist()),
+            "test_songs": sorted(arrays["song_id"][test_idx].tolist()),
+            "members": summaries,
+            "config": {k: v for k, v in config.__dict__.items() if k not in ("model",)},
+        },
+        "metrics": {"test": report},
+    }
+    embedder = (FeatureCache(cache_dir) if cache_dir else FeatureCache()).embedder_model
+    export_artifact(
+        members,
+        out,
+        Path(embedder),
+        name=name or f"streammood-{dataset}",
+        version=version,
+        extra=extra,
+    )
+    return {"artifact": str(out), "members": summaries, "test": report}
+
+
+def run_evaluate(
+    dataset: str,
+    data_dir: Path,
+    report_dir: Path,
+    model: Path | None = None,
+    *,
+    include_seen: bool = False,
+    cache_dir: Path | None = None,
+    jobs: int | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Evaluate a model artifact on a data set; songs it was trained or validated on are left
+    out unless ``include_seen``."""
+    console = console or Console(stderr=True)
+    artifact: ModelArtifact = load_artifact(model)
+    arrays = load_dataset(dataset, Path(data_dir), artifact.task, cache_dir, jobs)
+    seen = set(artifact.manifest.get("training", {}).get("seen_songs", []))
+    keep = np.array([include_seen or s not in seen for s in arrays["song_id"]])
+    if not keep.any():
+        raise StreammoodError(
+            f"{data_dir}: every song was used to train {artifact.name}; pass --include-seen"
+        )
+    console.print(
+        f"evaluating {artifact.name} v{artifact.version} on {int(keep.sum())} songs"
+        + (f" ({int((~keep).sum())} seen in training left out)" if (~keep).any() else "")
+    )
+    arrays = subset(arrays, np.flatnonzero(keep))
+    outputs = predict_windows(load_members(artifact), arrays)
+    report = _report(arrays, outputs, artifact.task, Path(report_dir), dataset)
+    report["model"] = {"name": artifact.name, "version": artifact.version}
+    report["labels"] = list(QUADRANTS)
+    write_json(Path(report_dir) / "metrics.json", report)
+    return report
