@@ -382,6 +382,12 @@ def train(
     epochs: int = typer.Option(200, "--epochs", min=1, help="Most epochs (early stopping)."),
     patience: int = typer.Option(20, "--patience", min=1, help="Early-stopping patience."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val/test split."),
+    test_size: float = typer.Option(
+        0.2, "--test-size", min=0, max=0.5, help="Share of songs held out for test (0: none)."
+    ),
+    val_size: float = typer.Option(
+        0.2, "--val-size", min=0.05, max=0.5, help="Share of the rest for validation."
+    ),
     name: str | None = typer.Option(
         None, "--name", help="Model name (default streammood-DATASET)."
     ),
@@ -402,6 +408,8 @@ def train(
         seeds=tuple(range(seeds)),
         split_seed=split_seed,
         epochs=epochs,
+        test_size=test_size,
+        val_size=val_size,
         patience=patience,
         model=ModelConfig(task=task),
     )

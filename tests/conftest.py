@@ -251,3 +251,26 @@ def jack_dummy_server() -> Iterator[dict[str, str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+SHIPPED_MODEL = ROOT / "models" / "streammood-4q"
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    """The shipped model artifact (loaded and checked)."""
+    from streammood.model.artifact import load_artifact
+
+    if not (SHIPPED_MODEL / "manifest.json").is_file():
+        pytest.skip(f"no shipped model at {SHIPPED_MODEL} (run the training command in its card)")
+    return load_artifact(SHIPPED_MODEL)
+
+
+@pytest.fixture(scope="session")
+def long_music(fourq_clips: list[Path]) -> tuple[np.ndarray, int]:
+    """About 60 s of real music (two 4Q clips back to back, 22.05 kHz): longer than a window."""
+    from streammood.audio.decode import load_audio
+
+    parts = [load_audio(p) for p in fourq_clips[:2]]
+    assert {sr for _, sr in parts} == {parts[0][1]}
+    return np.concatenate([y for y, _ in parts]), parts[0][1]

@@ -364,11 +364,8 @@ def _run_jobs(
         return
     model = None if cache.embedder_model is None else str(cache.embedder_model)
     root = str(cache.root)
-    if jobs == 1 or len(todo) == 1:
-        _init_worker(model)
-        for i, path, key in todo:
-            yield (i, path, *_extract_job(path, key, root))
-        return
+    # Always in fresh worker processes, even for one job: openSMILE's SMILEapi has been seen to
+    # crash inside processes that loaded other native libraries first (the CLI, TensorFlow).
     workers = min(jobs, len(todo))
     with ProcessPoolExecutor(
         workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(model,)

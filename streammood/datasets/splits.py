@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from streammood.errors import StreammoodError
 
@@ -55,7 +55,10 @@ def split_by_group(
             f"cannot split {len(labels)} items in {n_groups} groups into a {test_size:.0%} "
             f"test set: need at least {n_splits} groups"
         )
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    if np.bincount(np.unique(labels, return_inverse=True)[1]).min() >= n_splits:
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    else:  # a class too small to appear in every fold: keep groups disjoint, drop stratification
+        folds = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     train_idx, test_idx = next(folds.split(np.zeros(len(labels)), labels, groups))
     return np.sort(train_idx).astype(np.int64), np.sort(test_idx).astype(np.int64)
 

@@ -1,1 +1,1 @@
-"""The mood model: labels, Keras architecture (training only), artifact, LiteRT streaming runtime."""
+"""The mood model: labels, Keras architecture (training only), artifact, LiteRT runtime."""

@@ -22,72 +22,17 @@ check numerically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import keras
 import numpy as np
 from keras import layers, ops
 
 from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.model.config import ModelConfig, NormStats
+
+__all__ = ["ModelConfig", "MoodLayers", "NormStats", "build_step_model", "build_window_model"]
 
 LSTM_UNITS = 128
 LEAK = 0.05
-TASKS = ("classification", "regression")
-
-
-@dataclass(frozen=True)
-class NormStats:
-    """Per-feature training statistics, stored in the model artifact (never recomputed live).
-
-    ``mfcc_*`` have shape ``(20,)`` (per coefficient), ``lld_*`` ``(260,)``, ``emb_*`` ``(D,)``.
-    """
-
-    mfcc_mean: np.ndarray
-    mfcc_std: np.ndarray
-    lld_mean: np.ndarray
-    lld_std: np.ndarray
-    emb_mean: np.ndarray
-    emb_std: np.ndarray
-
-    @classmethod
-    def fit(cls, mfcc: np.ndarray, lld: np.ndarray, emb: np.ndarray) -> NormStats:
-        """Statistics of training arrays ``(B, T, 21, 20)``, ``(B, T, 260)``, ``(B, T, D)``."""
-
-        def stats(x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-            flat = np.asarray(x, np.float64).reshape(-1, width)
-            std = flat.std(axis=0)
-            return flat.mean(axis=0).astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(
-                np.float32
-            )
-
-        return cls(*stats(mfcc, N_MFCC), *stats(lld, N_LLD_STATS), *stats(emb, emb.shape[-1]))
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v, np.float32) for k, v in self.__dict__.items()}
-
-    @property
-    def emb_dim(self) -> int:
-        return int(self.emb_mean.shape[0])
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters of one model."""
-
-    task: str = "classification"
-    input_dropout: float = 0.3
-    head_dropout: float = 0.5
-    use_lstm: bool = True
-    use_pooled: bool = True
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, not {self.task!r}")
-
-    @property
-    def n_outputs(self) -> int:
-        return 4 if self.task == "classification" else 2
 
 
 def _normalizer(mean: np.ndarray, std: np.ndarray, name: str) -> layers.Normalization:
@@ -97,12 +42,13 @@ def _normalizer(mean: np.ndarray, std: np.ndarray, name: str) -> layers.Normaliz
 class MoodLayers:
     """Every weight-carrying layer of one model, shared by its window and step assemblies."""
 
-    def __init__(self, config: ModelConfig, norm: NormStats) -> None:
+    def __init__(self, config: ModelConfig, norm: NormStats, name: str = "m0") -> None:
         self.config = config
+        self.name = name
         self.norm = norm
-        self.mfcc_norm = _normalizer(norm.mfcc_mean, norm.mfcc_std, "mfcc_norm")
-        self.lld_norm = _normalizer(norm.lld_mean, norm.lld_std, "lld_norm")
-        self.emb_norm = _normalizer(norm.emb_mean, norm.emb_std, "emb_norm")
+        self.mfcc_norm = _normalizer(norm.mfcc_mean, norm.mfcc_std, f"{name}_mfcc_norm")
+        self.lld_norm = _normalizer(norm.lld_mean, norm.lld_std, f"{name}_lld_norm")
+        self.emb_norm = _normalizer(norm.emb_mean, norm.emb_std, f"{name}_emb_norm")
         self.cnn = keras.Sequential(
             [
                 keras.Input((MFCC_FRAMES, N_MFCC)),
@@ -120,17 +66,17 @@ class MoodLayers:
                 layers.Dense(256),
                 layers.LeakyReLU(LEAK),
             ],
-            name="mfcc_cnn",
+            name=f"{name}_mfcc_cnn",
         )
-        self.input_dropout = layers.Dropout(config.input_dropout, name="input_dropout")
-        self.cell1 = layers.LSTMCell(LSTM_UNITS, name="lstm1")
-        self.cell2 = layers.LSTMCell(LSTM_UNITS, name="lstm2")
-        self.head_dropout1 = layers.Dropout(config.head_dropout, name="head_dropout1")
-        self.head_dense = layers.Dense(256, name="head_dense")
-        self.head_act = layers.LeakyReLU(LEAK, name="head_act")
-        self.head_dropout2 = layers.Dropout(config.head_dropout, name="head_dropout2")
+        self.input_dropout = layers.Dropout(config.input_dropout, name=f"{name}_input_dropout")
+        self.cell1 = layers.LSTMCell(LSTM_UNITS, name=f"{name}_lstm1")
+        self.cell2 = layers.LSTMCell(LSTM_UNITS, name=f"{name}_lstm2")
+        self.head_dropout1 = layers.Dropout(config.head_dropout, name=f"{name}_head_dropout1")
+        self.head_dense = layers.Dense(256, name=f"{name}_head_dense")
+        self.head_act = layers.LeakyReLU(LEAK, name=f"{name}_head_act")
+        self.head_dropout2 = layers.Dropout(config.head_dropout, name=f"{name}_head_dropout2")
         activation = "softmax" if config.task == "classification" else None
-        self.out = layers.Dense(config.n_outputs, activation=activation, name="out")
+        self.out = layers.Dense(config.n_outputs, activation=activation, name=f"{name}_out")
 
     def encode(self, mfcc, lld, emb):
         """Frame encoder on ``(N, 21, 20)``, ``(N, 260)``, ``(N, D)`` → ``(z (N, F), e (N, D))``."""
@@ -176,13 +122,14 @@ def build_window_model(parts: MoodLayers) -> keras.Model:
     lld = keras.Input((None, N_LLD_STATS), name="lld")
     emb = keras.Input((None, d), name="emb")
     # Keras 3's TimeDistributed over a sub-model fails on a variable step count: reshape instead.
-    merge, split = _MergeSteps(name="merge_steps"), _SplitSteps(name="split_steps")
+    merge = _MergeSteps(name=f"{parts.name}_merge_steps")
+    split = _SplitSteps(name=f"{parts.name}_split_steps")
     z, e = parts.encode(merge(mfcc), merge(lld), merge(emb))
     z, e = split(z, lld), split(e, lld)
     x = parts.input_dropout(z)
-    h = layers.RNN(parts.cell1, return_sequences=True, name="rnn1")(x)
-    h = layers.RNN(parts.cell2, return_sequences=True, name="rnn2")(h)
-    y = parts.head(h, _CumulativeMean(name="emb_running_mean")(e))
+    h = layers.RNN(parts.cell1, return_sequences=True, name=f"{parts.name}_rnn1")(x)
+    h = layers.RNN(parts.cell2, return_sequences=True, name=f"{parts.name}_rnn2")(h)
+    y = parts.head(h, _CumulativeMean(name=f"{parts.name}_emb_running_mean")(e))
     return keras.Model([mfcc, lld, emb], y, name="mood_window")
 
 

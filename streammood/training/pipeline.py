@@ -5,6 +5,7 @@ Each job returns a JSON-able summary; the CLI only prints it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,25 +16,36 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streammood.datasets.cache import FeatureCache
-from streammood.datasets.splits import train_val_test_split
+from streammood.datasets.splits import split_by_group, train_val_test_split
 from streammood.datasets.windows import stack_windows
 from streammood.errors import StreammoodError
 from streammood.model.artifact import ModelArtifact, load_artifact
 from streammood.model.labels import QUADRANTS, quadrant_index, va_from_probs
 from streammood.training import metrics, plots
-from streammood.training.train import (
-    FEATURES_NOTE,
-    TrainConfig,
-    describe_split,
-    export_artifact,
-    load_members,
-    predict_windows,
-    subset,
-    train_ensemble,
-    write_json,
-)
+from streammood.training.config import FEATURES_NOTE, TrainConfig
+
+# TensorFlow (streammood.training.train) is imported only after feature extraction: openSMILE's
+# SMILEapi crashes in a process that has loaded TensorFlow.
 
 DATASETS = ("4q", "deam")
+
+
+def subset(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    """The windows ``idx`` of stacked arrays."""
+    return {k: v[idx] for k, v in arrays.items()}
+
+
+def describe_split(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, Any]:
+    labels = arrays["label"][idx]
+    return {
+        "songs": int(len(idx)),
+        "groups": int(len(set(arrays["group"][idx]))),
+        "per_class": {q: int(np.sum(labels == i)) for i, q in enumerate(QUADRANTS)},
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def load_dataset(
@@ -136,16 +148,26 @@ def run_train(
     """Train an ensemble, evaluate it on the held-out test songs, write the artifact to ``out``."""
     console = console or Console(stderr=True)
     arrays = load_dataset(dataset, Path(data_dir), config.task, cache_dir, jobs)
-    train_idx, val_idx, test_idx = train_val_test_split(
-        arrays["label"], arrays["group"], config.test_size, config.val_size, config.split_seed
-    )
+    if config.test_size > 0:
+        train_idx, val_idx, test_idx = train_val_test_split(
+            arrays["label"], arrays["group"], config.test_size, config.val_size, config.split_seed
+        )
+    else:  # every song for training and validation (no test figures)
+        train_idx, val_idx = split_by_group(
+            arrays["label"], arrays["group"], config.val_size, config.split_seed
+        )
+        test_idx = np.zeros(0, np.int64)
     console.print(
         f"{dataset}: {len(arrays['label'])} songs, {len(set(arrays['group']))} groups → "
         f"train {len(train_idx)} / validation {len(val_idx)} / test {len(test_idx)} "
         "(group-disjoint)"
     )
+    from streammood.training.train import export_artifact, predict_windows, train_ensemble
+
     with _epoch_progress(console, len(config.seeds), config.epochs) as hook:
-        members, summaries = train_ensemble(arrays, train_idx, val_idx, config, hook)
+        members, summaries = train_ensemble(
+            subset(arrays, train_idx), subset(arrays, val_idx), config, hook
+        )
     out = Path(out)
     report: dict[str, Any] = {}
     if len(test_idx):
@@ -209,6 +231,8 @@ def run_evaluate(
         + (f" ({int((~keep).sum())} seen in training left out)" if (~keep).any() else "")
     )
     arrays = subset(arrays, np.flatnonzero(keep))
+    from streammood.training.train import load_members, predict_windows
+
     outputs = predict_windows(load_members(artifact), arrays)
     report = _report(arrays, outputs, artifact.task, Path(report_dir), dataset)
     report["model"] = {"name": artifact.name, "version": artifact.version}

@@ -10,20 +10,22 @@ never saw the test songs.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from streammood.features.layout import FEATURE_VERSION, WINDOW_STEPS
+from streammood.features.layout import WINDOW_STEPS
 from streammood.model.artifact import sha256_of, write_manifest
 from streammood.model.labels import QUADRANTS
+from streammood.training.config import TrainConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,23 +38,6 @@ from streammood.model.architecture import (  # noqa: E402
     build_step_model,
     build_window_model,
 )
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train. Epoch counts are upper bounds (early stopping decides)."""
-
-    task: str = "classification"
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    split_seed: int = 0
-    test_size: float = 0.2
-    val_size: float = 0.2
-    epochs: int = 200
-    patience: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    model: ModelConfig = field(default_factory=ModelConfig)
-
 
 ProgressHook = Callable[[str, int, int, dict[str, float]], None]
 """``hook(member_name, epoch, max_epochs, logs)`` after every epoch."""
@@ -93,10 +78,11 @@ def fit_member(
     config: TrainConfig,
     seed: int,
     hook: ProgressHook | None = None,
+    name: str = "m0",
 ) -> tuple[MoodLayers, dict[str, Any]]:
     """Train one ensemble member; returns its layers (best validation weights) and a summary."""
     keras.utils.set_random_seed(seed)
-    parts = MoodLayers(config.model, norm)
+    parts = MoodLayers(config.model, norm, name=name)
     model = build_window_model(parts)
     classification = config.task == "classification"
     model.compile(
@@ -140,10 +126,6 @@ def predict_windows(members: list[MoodLayers], arrays: dict[str, np.ndarray]) ->
     return np.mean(outs, axis=0).astype(np.float32)
 
 
-def subset(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[idx] for k, v in arrays.items()}
-
-
 def export_artifact(
     members: list[MoodLayers],
     out_dir: Path,
@@ -160,7 +142,8 @@ def export_artifact(
     (out_dir / "keras").mkdir(parents=True, exist_ok=True)
     step = build_step_model(members, rows=WINDOW_STEPS)
     converter = tf.lite.TFLiteConverter.from_keras_model(step)
-    (out_dir / "step.tflite").write_bytes(converter.convert())
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints every tensor spec
+        (out_dir / "step.tflite").write_bytes(converter.convert())
     shutil.copyfile(embedder_tflite, out_dir / "embedder.tflite")
     np.savez(out_dir / "norm.npz", **members[0].norm.to_arrays())
     keras_files = []
@@ -195,49 +178,25 @@ def load_members(artifact) -> list[MoodLayers]:
     norm = NormStats(**{k: norm_arrays[k] for k in norm_arrays.files})
     config = ModelConfig(**artifact.manifest["model_config"])
     members = []
-    for path in artifact.keras_members():
-        parts = MoodLayers(config, norm)
+    for k, path in enumerate(artifact.keras_members()):
+        parts = MoodLayers(config, norm, name=f"m{k}")
         build_window_model(parts).load_weights(path)
         members.append(parts)
     return members
 
 
 def train_ensemble(
-    arrays: dict[str, np.ndarray],
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
+    train: dict[str, np.ndarray],
+    val: dict[str, np.ndarray],
     config: TrainConfig,
     hook: ProgressHook | None = None,
 ) -> tuple[list[MoodLayers], list[dict[str, Any]]]:
-    """Train ``len(config.seeds)`` members on the same train/validation split."""
-    train, val = subset(arrays, train_idx), subset(arrays, val_idx)
+    """Train ``len(config.seeds)`` members on the same train/validation windows."""
     mask = train["mask"]
     norm = NormStats.fit(train["mfcc"][mask], train["lld"][mask], train["emb"][mask])
     members, summaries = [], []
-    for seed in config.seeds:
-        parts, summary = fit_member(train, val, norm, config, seed, hook)
+    for k, seed in enumerate(config.seeds):
+        parts, summary = fit_member(train, val, norm, config, seed, hook, name=f"m{k}")
         members.append(parts)
         summaries.append(summary)
     return members, summaries
-
-
-def describe_split(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, Any]:
-    labels = arrays["label"][idx]
-    return {
-        "songs": int(len(idx)),
-        "groups": int(len(set(arrays["group"][idx]))),
-        "per_class": {q: int(np.sum(labels == i)) for i, q in enumerate(QUADRANTS)}
-        if np.all(labels >= 0)
-        else None,
-    }
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-FEATURES_NOTE = (
-    f"feature layout v{FEATURE_VERSION}: per 500 ms step an MFCC block (21, 20), 260 openSMILE "
-    "ComParE_2016 LLD/delta statistics, and a musicnn (MSD+MTT) embedding of the 3 s ending at "
-    "the step, refreshed every 4th step"
-)

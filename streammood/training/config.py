@@ -1,0 +1,32 @@
+"""Training settings: plain data, no TensorFlow (the CLI builds them before anything heavy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streammood.features.layout import FEATURE_VERSION
+from streammood.model.config import ModelConfig
+
+FEATURES_NOTE = (
+    f"feature layout v{FEATURE_VERSION}: per 500 ms step an MFCC block (21, 20), 260 openSMILE "
+    "ComParE_2016 LLD/delta statistics, and a musicnn (MSD+MTT) embedding of the 3 s ending at "
+    "the step, refreshed every 4th step"
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Epoch counts are upper bounds (early stopping decides)."""
+
+    task: str = "classification"
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    split_seed: int = 0
+    test_size: float = 0.2
+    val_size: float = 0.2
+    epochs: int = 200
+    patience: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+

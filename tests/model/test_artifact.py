@@ -1,0 +1,75 @@
+"""Loading model artifacts: checks and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from streammood.model.artifact import MANIFEST, ModelError, load_artifact
+from streammood.model.runtime import MoodRuntime
+
+
+@pytest.fixture()
+def artifact_copy(shipped_model, tmp_path):
+    dst = tmp_path / "model"
+    shutil.copytree(shipped_model.path, dst)
+    return dst
+
+
+def test_shipped_model_loads_and_describes_itself(shipped_model):
+    m = shipped_model.manifest
+    assert shipped_model.labels == ("AP", "AN", "PP", "PN")
+    assert shipped_model.task == "classification"
+    assert shipped_model.rows == 60
+    assert m["training"]["dataset"] == "4q"
+    assert set(m["training"]["seen_songs"]).isdisjoint(m["training"]["test_songs"])
+    assert 0.0 <= m["metrics"]["test"]["macro_f1"] <= 1.0
+
+
+def test_missing_folder_and_manifest(tmp_path):
+    with pytest.raises(ModelError, match="no such model folder"):
+        load_artifact(tmp_path / "nope")
+    with pytest.raises(ModelError, match="not a streammood model"):
+        load_artifact(tmp_path)
+
+
+def test_wrong_file_is_not_a_model(tmp_path):
+    (tmp_path / MANIFEST).write_text("this is not json")
+    with pytest.raises(ModelError, match="unreadable manifest"):
+        load_artifact(tmp_path)
+    (tmp_path / MANIFEST).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelError, match="not a streammood model"):
+        load_artifact(tmp_path)
+
+
+def test_feature_layout_mismatch_is_refused(artifact_copy):
+    manifest = json.loads((artifact_copy / MANIFEST).read_text())
+    manifest["feature_version"] = "999"
+    (artifact_copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="feature layout v999"):
+        load_artifact(artifact_copy)
+
+
+def test_corrupt_model_file_is_detected(artifact_copy):
+    step = artifact_copy / "step.tflite"
+    data = bytearray(step.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    step.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load_artifact(artifact_copy)
+
+
+def test_truncated_model_file_fails_cleanly_without_checksum(artifact_copy):
+    step = artifact_copy / "step.tflite"
+    step.write_bytes(step.read_bytes()[:100])
+    artifact = load_artifact(artifact_copy, verify=False)
+    with pytest.raises(ModelError, match="not a valid LiteRT model"):
+        MoodRuntime(artifact)
+
+
+def test_missing_file_is_named(artifact_copy):
+    (artifact_copy / "embedder.tflite").unlink()
+    with pytest.raises(ModelError, match="missing file embedder.tflite"):
+        load_artifact(artifact_copy)

@@ -1,0 +1,102 @@
+"""The LiteRT streaming runtime against the Keras model on whole windows, on real music."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from streammood.features.extractor import extract_offline
+from streammood.features.layout import WINDOW_STEPS
+from streammood.model.embedding import MusicnnEmbedder
+from streammood.model.inputs import hold_embeddings
+from streammood.model.runtime import MoodRuntime, probs_from_va
+
+
+@pytest.fixture(scope="module")
+def long_inputs(long_music, shipped_model):
+    y, sr = long_music
+    feats = extract_offline(y, sr)
+    emb = MusicnnEmbedder(shipped_model.file("embedder")).embed(feats.mel_patches)
+    return feats.mfcc, feats.lld, hold_embeddings(feats.patch_steps, emb, feats.n_steps)
+
+
+@pytest.mark.slow
+def test_streamed_predictions_equal_offline_windows(long_inputs, shipped_model):
+    """Every streamed step equals the Keras model on steps t-59..t (or the prefix 0..t)."""
+    from streammood.training.train import load_members, predict_windows
+
+    mfcc, lld, emb = long_inputs
+    n = len(mfcc)
+    assert n > WINDOW_STEPS + 30  # the test needs windows that slide
+
+    runtime = MoodRuntime(shipped_model)
+    streamed = [runtime.step(mfcc[t], lld[t], emb[t]) for t in range(n)]
+
+    members = load_members(shipped_model)
+    # prefixes: the per-step outputs of one run over steps 0..59 are the models of 0..t
+    first = predict_windows(members, _arrays(mfcc[:WINDOW_STEPS], lld, emb, 0))[0]
+    starts = np.arange(1, n - WINDOW_STEPS + 1)
+    windows = {
+        k: np.stack([v[s : s + WINDOW_STEPS] for s in starts])
+        for k, v in {"mfcc": mfcc, "lld": lld, "emb": emb}.items()
+    }
+    sliding = predict_windows(members, windows)[:, -1]
+    expected = np.concatenate([first, sliding])
+    assert expected.shape[0] == n
+
+    got = np.array([p.probs for p in streamed])
+    assert np.abs(got - expected).max() < 1e-4
+    assert [p.window_steps for p in streamed] == [min(t + 1, WINDOW_STEPS) for t in range(n)]
+    # the window really slides: late predictions differ from the never-forgetting prefix run
+    assert np.abs(got[-1] - predict_windows(members, _arrays(mfcc, lld, emb, 0))[0, -1]).max() > 0
+
+
+def _arrays(mfcc, lld, emb, start):
+    n = len(mfcc)
+    return {"mfcc": mfcc[None], "lld": lld[start : start + n][None], "emb": emb[start : start + n][None]}
+
+
+def test_runtime_reset_restarts_the_stream(long_inputs, shipped_model):
+    mfcc, lld, emb = long_inputs
+    rt = MoodRuntime(shipped_model)
+    first = [rt.step(mfcc[t], lld[t], emb[t]).probs for t in range(5)]
+    rt.reset()
+    again = [rt.step(mfcc[t], lld[t], emb[t]).probs for t in range(5)]
+    np.testing.assert_array_equal(first, again)
+    assert rt.step(mfcc[5], lld[5], emb[5]).window_steps == 6
+
+
+def test_probabilities_and_va_are_consistent(long_inputs, shipped_model):
+    mfcc, lld, emb = long_inputs
+    rt = MoodRuntime(shipped_model)
+    for t in range(10):
+        p = rt.step(mfcc[t], lld[t], emb[t])
+        assert p.probs.shape == (4,)
+        assert abs(float(p.probs.sum()) - 1.0) < 1e-5
+        assert -1.0 <= p.valence <= 1.0 and -1.0 <= p.arousal <= 1.0
+        assert p.valence == pytest.approx(p.probs[0] + p.probs[2] - p.probs[1] - p.probs[3], abs=1e-6)
+
+
+def test_probs_from_va_puts_mass_in_the_right_quadrant():
+    probs = probs_from_va(np.array([[0.8, 0.8], [-0.8, 0.8], [0.8, -0.8], [-0.8, -0.8]]))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert list(np.argmax(probs, axis=1)) == [0, 1, 2, 3]  # AP, AN, PP, PN
+
+
+def test_serving_path_does_not_import_tensorflow(shipped_model):
+    code = (
+        "import sys, numpy as np\n"
+        "from streammood.model.artifact import load_artifact\n"
+        "from streammood.workers.tagging import FeatureStage, MoodStage\n"
+        f"a = load_artifact({str(shipped_model.path)!r})\n"
+        "stage = FeatureStage(a, 22050); mood = MoodStage(a, 'x')\n"
+        "rng = np.random.default_rng(0)\n"
+        "msgs = [mood(i) for i in stage.run([rng.normal(0, .1, 22050).astype('f4')] * 3)]\n"
+        "assert len(msgs) == 6, len(msgs)\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        "assert 'keras' not in sys.modules, 'keras imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
