@@ -142,7 +142,7 @@ def _setup_logging(verbose: bool = False) -> None:
 def _stderr():
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _device_arg(device: str | None) -> int | str | None:
