@@ -11,12 +11,13 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY streammood ./streammood
 RUN pip install --no-cache-dir .
-# Shipped model artifacts (read at run time, relative to /app).
+# Shipped model artifacts; STREAMMOOD_MODEL points the commands at the default one.
 COPY models ./models
 
 RUN useradd --create-home --uid 10001 streammood
 USER streammood
 ENV PYTHONUNBUFFERED=1 \
-    XDG_RUNTIME_DIR=/tmp
+    XDG_RUNTIME_DIR=/tmp \
+    STREAMMOOD_MODEL=/app/models/streammood-4q
 
 CMD ["streammood", "--help"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from streammood.features.layout import FEATURE_VERSION
 ARTIFACT_FORMAT = "streammood-model"
 ARTIFACT_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "streammood-4q"
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "streammood-4q"
+MODEL_ENV = "STREAMMOOD_MODEL"
+"""Environment variable naming the default model folder (e.g. in a container image)."""
 
 
 class ModelError(StreammoodError):
@@ -93,7 +96,7 @@ def write_manifest(path: Path, manifest: dict[str, Any], files: dict[str, str]) 
 
 
 def load_artifact(path: str | Path | None = None, *, verify: bool = True) -> ModelArtifact:
-    """Read and check an artifact folder (default: the shipped model).
+    """Read and check an artifact folder (default: ``$STREAMMOOD_MODEL``, else the shipped model).
 
     Raises
     ------
@@ -101,7 +104,9 @@ def load_artifact(path: str | Path | None = None, *, verify: bool = True) -> Mod
         No manifest, not a streammood model, a different feature-layout version, a missing
         file or one whose checksum differs (corrupt or edited).
     """
-    folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if path is None:
+        path = os.environ.get(MODEL_ENV) or SHIPPED_MODEL_DIR
+    folder = Path(path)
     if folder.is_file() and folder.name == MANIFEST:
         folder = folder.parent
     manifest_path = folder / MANIFEST
