@@ -44,6 +44,8 @@ from streammood.model.embedding import DEFAULT_TFLITE, MusicnnEmbedder  # noqa: 
 
 HOPS = {"2s": 125, "3s": MEL_PATCH_FRAMES}
 """Patch hops in mel frames: 2 s (125 frames of 16 ms) and 3 s (non-overlapping)."""
+CS = (0.003, 0.01, 0.03)
+"""Inverse L2 strengths of the logistic regression (weak C wins on standardised embeddings)."""
 PARTS = {"MSD": slice(0, 200), "MTT": slice(200, 400), "MSD+MTT": slice(0, 400)}
 
 
@@ -123,13 +125,17 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "4q")
     parser.add_argument("--tflite", type=Path, default=DEFAULT_TFLITE)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--cached-only", action="store_true",
+                        help="probe only the clips already in the cache (a quick early look)")
     args = parser.parse_args()
 
     clips = read_clips(args.data_dir)
-    print(f"{len(clips)} clips, {len({c[1] for c in clips})} artists in {args.data_dir}")
     digest = hashlib.sha256(args.tflite.read_bytes()).hexdigest()[:10]
     cache = ROOT / ".cache" / "musicnn-probe" / f"{args.tflite.stem}-{digest}"
+    if args.cached_only:
+        clips = [c for c in clips if (cache / f"{c[0]}.npz").is_file()]
+    print(f"{len(clips)} clips, {len({c[1] for c in clips})} artists in {args.data_dir}")
     cache.mkdir(parents=True, exist_ok=True)
     print(f"embedding cache: {cache}")
     emb = embed_all(clips, args.tflite, cache, args.threads)
@@ -140,13 +146,13 @@ def main() -> None:
     seeds = range(args.seeds)
     print(f"\nmacro-F1, 5-fold StratifiedGroupKFold by artist, mean ± sd over {args.seeds} seeds")
     print(f"{'hop':<4} {'model':<8} {'pooling':<9} " + " ".join(f"{'C=' + str(c):>13}"
-                                                          for c in (0.01, 0.1, 1.0)))
+                                                          for c in CS))
     for hop in HOPS:
         for part in PARTS:
             for pooling in ("mean", "mean+std"):
                 x = clip_features(emb, songs, hop, part, pooling)
                 cells = []
-                for c in (0.01, 0.1, 1.0):
+                for c in CS:
                     s = probe(x, y, groups, seeds, c)
                     cells.append(f"{np.mean(s):.3f} ± {np.std(s):.3f}")
                 print(f"{hop:<4} {part:<8} {pooling:<9} " + " ".join(f"{c:>13}" for c in cells),

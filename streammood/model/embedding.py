@@ -46,7 +46,8 @@ class MusicnnEmbedder:
         try:
             self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
         except (ValueError, RuntimeError) as exc:
-            raise EmbedderError(f"{self.path}: not a valid LiteRT model ({exc})") from None
+            reason = (str(exc).strip().splitlines() or ["?"])[0]
+            raise EmbedderError(f"{self.path}: not a valid LiteRT model ({reason})") from None
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:

@@ -184,7 +184,8 @@ def read_checkpoint(checkpoint_dir: str | Path) -> dict[str, np.ndarray]:
         try:
             reader = tf.train.load_checkpoint(str(Path(tmp) / "model"))
         except (tf.errors.OpError, ValueError) as exc:
-            raise MusicnnCheckpointError(f"{folder}: unreadable checkpoint ({exc})") from None
+            reason = (str(exc).strip().splitlines() or ["?"])[0]
+            raise MusicnnCheckpointError(f"{folder}: unreadable checkpoint ({reason})") from None
         names = [n for n in reader.get_variable_to_shape_map()
                  if "Adam" not in n and not n.endswith("_power")]
         return {n: reader.get_tensor(n) for n in names}
