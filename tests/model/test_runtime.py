@@ -63,7 +63,11 @@ def _as_probs(y: np.ndarray, task: str) -> np.ndarray:
 
 def _arrays(mfcc, lld, emb, start):
     n = len(mfcc)
-    return {"mfcc": mfcc[None], "lld": lld[start : start + n][None], "emb": emb[start : start + n][None]}
+    return {
+        "mfcc": mfcc[None],
+        "lld": lld[start : start + n][None],
+        "emb": emb[start : start + n][None],
+    }
 
 
 def test_runtime_reset_restarts_the_stream(long_inputs, shipped_model):
@@ -84,7 +88,9 @@ def test_probabilities_and_va_are_consistent(long_inputs, shipped_model):
         assert p.probs.shape == (4,)
         assert abs(float(p.probs.sum()) - 1.0) < 1e-5
         assert -1.0 <= p.valence <= 1.0 and -1.0 <= p.arousal <= 1.0
-        assert p.valence == pytest.approx(p.probs[0] + p.probs[2] - p.probs[1] - p.probs[3], abs=1e-6)
+        assert p.valence == pytest.approx(
+            p.probs[0] + p.probs[2] - p.probs[1] - p.probs[3], abs=1e-6
+        )
 
 
 def test_probs_from_va_puts_mass_in_the_right_quadrant():

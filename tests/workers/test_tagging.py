@@ -109,7 +109,12 @@ def test_capture_and_infer_give_the_messages_of_listen(listened, clip, shipped_m
     moods = MoodPublisher(client, prefix)
     got: list[MoodMessage] = []
     stats = run_infer(
-        client, shipped_model, moods, prefix=prefix, max_messages=sent, idle_timeout=20,
+        client,
+        shipped_model,
+        moods,
+        prefix=prefix,
+        max_messages=sent,
+        idle_timeout=20,
         on_message=got.append,
     )
     moods.close(timeout=10)
@@ -138,21 +143,44 @@ def test_infer_rejects_malformed_frames_and_keeps_going(clip, shipped_model, red
     key = Keys(prefix).frames_stream("bad")
     frames.flush(timeout=5)
     client.xadd(key, {"frame": b"not a frame at all"})  # garbage
-    client.xadd(key, {"frame": encode_frame(  # wrong shapes
-        {"source": "bad", "seq": 1, "t_start": 0.5, "t_end": 1.0, "embedder": ident},
-        {"mfcc": np.zeros((3, 3)), "lld": np.zeros(260), "emb": inputs[1].emb},
-    )})
-    client.xadd(key, {"frame": encode_frame(  # another embedder
-        {"source": "bad", "seq": 1, "t_start": 0.5, "t_end": 1.0, "embedder": "someone-else"},
-        {"mfcc": inputs[1].mfcc, "lld": inputs[1].lld, "emb": inputs[1].emb},
-    )})
+    client.xadd(
+        key,
+        {
+            "frame": encode_frame(  # wrong shapes
+                {"source": "bad", "seq": 1, "t_start": 0.5, "t_end": 1.0, "embedder": ident},
+                {"mfcc": np.zeros((3, 3)), "lld": np.zeros(260), "emb": inputs[1].emb},
+            )
+        },
+    )
+    client.xadd(
+        key,
+        {
+            "frame": encode_frame(  # another embedder
+                {
+                    "source": "bad",
+                    "seq": 1,
+                    "t_start": 0.5,
+                    "t_end": 1.0,
+                    "embedder": "someone-else",
+                },
+                {"mfcc": inputs[1].mfcc, "lld": inputs[1].lld, "emb": inputs[1].emb},
+            )
+        },
+    )
     for item in inputs[1:]:
         frames.publish(encode_inputs("bad", item, ident), "bad")
     frames.close(timeout=5)
     moods = MoodPublisher(client, prefix)
     got: list[MoodMessage] = []
-    stats = run_infer(client, shipped_model, moods, prefix=prefix, max_messages=len(inputs),
-                      idle_timeout=10, on_message=got.append)
+    stats = run_infer(
+        client,
+        shipped_model,
+        moods,
+        prefix=prefix,
+        max_messages=len(inputs),
+        idle_timeout=10,
+        on_message=got.append,
+    )
     moods.close(timeout=5)
     client.close()
     assert stats.rejected == 3
@@ -169,8 +197,9 @@ def test_stop_publishes_every_completed_step(clip, shipped_model, redis_namespac
         if msg.seq == 9:
             stop.set()
 
-    stats = run_listen(FileSource(path), shipped_model, "stopped", publisher,
-                       on_message=on_message, stop=stop)
+    stats = run_listen(
+        FileSource(path), shipped_model, "stopped", publisher, on_message=on_message, stop=stop
+    )
     pub = publisher.close(timeout=10)
     history = _history(url, prefix, "stopped")
     assert stats.steps >= 10
@@ -192,8 +221,9 @@ def test_inference_behind_drops_oldest_steps_and_counts_them(clip, shipped_model
         time.sleep(1.0)
 
     source = FileSource(path, realtime=True)
-    stats = run_listen(source, shipped_model, "slow", publisher, duration=6.0,
-                       on_message=slow, queue_steps=2)
+    stats = run_listen(
+        source, shipped_model, "slow", publisher, duration=6.0, on_message=slow, queue_steps=2
+    )
     publisher.close(timeout=10)
     assert stats.dropped_steps > 0
     assert stats.steps + stats.dropped_steps == 12
