@@ -32,6 +32,7 @@ from streammood.model.config import ModelConfig, NormStats
 __all__ = ["ModelConfig", "MoodLayers", "NormStats", "build_step_model", "build_window_model"]
 
 LSTM_UNITS = 128
+HEAD_UNITS = 256
 LEAK = 0.05
 
 
@@ -72,7 +73,7 @@ class MoodLayers:
         self.cell1 = layers.LSTMCell(LSTM_UNITS, name=f"{name}_lstm1")
         self.cell2 = layers.LSTMCell(LSTM_UNITS, name=f"{name}_lstm2")
         self.head_dropout1 = layers.Dropout(config.head_dropout, name=f"{name}_head_dropout1")
-        self.head_dense = layers.Dense(256, name=f"{name}_head_dense")
+        self.head_dense = layers.Dense(HEAD_UNITS, name=f"{name}_head_dense")
         self.head_act = layers.LeakyReLU(LEAK, name=f"{name}_head_act")
         self.head_dropout2 = layers.Dropout(config.head_dropout, name=f"{name}_head_dropout2")
         activation = "softmax" if config.task == "classification" else None
@@ -133,45 +134,85 @@ def build_window_model(parts: MoodLayers) -> keras.Model:
     return keras.Model([mfcc, lld, emb], y, name="mood_window")
 
 
-STATE_NAMES = ("h1", "c1", "h2", "c2", "emb_sum", "count")
+STATE_NAMES = ("h1", "c1", "h2", "c2", "pooled_sum", "count")
 
 
-def state_shapes(emb_dim: int) -> dict[str, int]:
-    """Width of each explicit state of one model (rows = live windows)."""
+def state_shapes() -> dict[str, int]:
+    """Width of each explicit state of one member (rows = live windows)."""
     u = LSTM_UNITS
-    return {"h1": u, "c1": u, "h2": u, "c2": u, "emb_sum": emb_dim, "count": 1}
+    return {"h1": u, "c1": u, "h2": u, "c2": u, "pooled_sum": HEAD_UNITS, "count": 1}
+
+
+def _lstm_gates(z, c_prev):
+    """Keras LSTMCell's gate arithmetic (order i, f, c, o; sigmoid / tanh)."""
+    zi, zf, zc, zo = ops.split(z, 4, axis=-1)
+    c = ops.sigmoid(zf) * c_prev + ops.sigmoid(zi) * ops.tanh(zc)
+    return ops.sigmoid(zo) * ops.tanh(c), c
+
+
+class _StaggeredStep(layers.Layer):
+    """One member advancing ``rows`` staggered windows by one step, with the work that is equal
+    for every row done once: the frame encoders, the first LSTM's input projection and the
+    pooled branch's projection into the head (linear, so the running sum of projections equals
+    the projection of the running mean). The head runs only on the selected row."""
+
+    def __init__(self, parts: MoodLayers, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.parts = parts
+        self.cell1, self.cell2, self.head_dense, self.out = (
+            parts.cell1,
+            parts.cell2,
+            parts.head_dense,
+            parts.out,
+        )
+
+    def call(self, mfcc, lld, emb, h1, c1, h2, c2, pooled_sum, count, select):
+        p, cfg = self.parts, self.parts.config
+        z, e = p.encode(mfcc, lld, emb)  # (1, F), (1, D)
+        x1 = ops.matmul(z, self.cell1.kernel) + self.cell1.bias  # once for all rows
+        h1, c1 = _lstm_gates(x1 + ops.matmul(h1, self.cell1.recurrent_kernel), c1)
+        x2 = ops.matmul(h1, self.cell2.kernel) + ops.matmul(h2, self.cell2.recurrent_kernel)
+        h2, c2 = _lstm_gates(x2 + self.cell2.bias, c2)
+        kernel = self.head_dense.kernel
+        if cfg.use_lstm and cfg.use_pooled:
+            k_h, k_p = kernel[:LSTM_UNITS], kernel[LSTM_UNITS:]
+        else:
+            k_h, k_p = (kernel, None) if cfg.use_lstm else (None, kernel)
+        pooled_sum = pooled_sum + (ops.matmul(e, k_p) if k_p is not None else 0.0)
+        count = count + 1.0
+        pre = self.head_dense.bias + ops.sum(select * pooled_sum, axis=0, keepdims=True) / ops.sum(
+            select * count, axis=0, keepdims=True
+        ) * (1.0 if k_p is not None else 0.0)
+        if k_h is not None:
+            pre = pre + ops.matmul(ops.sum(select * h2, axis=0, keepdims=True), k_h)
+        y = self.out(p.head_act(pre))
+        return y, h1, c1, h2, c2, pooled_sum, count
 
 
 def build_step_model(members: list[MoodLayers], rows: int) -> keras.Model:
     """Streaming step model over ``rows`` staggered windows, averaging an ensemble of members.
 
-    Inputs: one step's ``mfcc (1, 21, 20)``, ``lld (1, 260)``, ``emb (1, D)`` (encoded once,
-    broadcast to every row) and, per member ``k``, states ``m{k}_h1 ... m{k}_count`` of shape
-    ``(rows, width)``. Outputs: ``y (rows, 4|2)`` (member mean) and the advanced states under the
-    same names with an ``out_`` prefix.
+    Inputs: one step's ``mfcc (1, 21, 20)``, ``lld (1, 260)``, ``emb (1, D)``; ``select``
+    ``(rows, 1)``, one-hot of the row to publish; per member ``k`` the states ``m{k}_h1 ...
+    m{k}_count`` of shape ``(rows, width)``. Outputs: ``y (1, 4|2)`` of the selected row (member
+    mean) and the advanced states under the same names with an ``out_`` prefix.
     """
     d = members[0].norm.emb_dim
     mfcc = keras.Input((MFCC_FRAMES, N_MFCC), batch_size=1, name="mfcc")
     lld = keras.Input((N_LLD_STATS,), batch_size=1, name="lld")
     emb = keras.Input((d,), batch_size=1, name="emb")
-    inputs = [mfcc, lld, emb]
+    select = keras.Input((1,), batch_size=rows, name="select")
+    inputs = [mfcc, lld, emb, select]
     outputs: dict[str, object] = {}
     ys = []
     for k, parts in enumerate(members):
         st = {
             n: keras.Input((w,), batch_size=rows, name=f"m{k}_{n}")
-            for n, w in state_shapes(d).items()
+            for n, w in state_shapes().items()
         }
         inputs += list(st.values())
-        z, e = parts.encode(mfcc, lld, emb)
-        z = ops.broadcast_to(z, (rows, z.shape[-1]))
-        e = ops.broadcast_to(e, (rows, d))
-        h1, (h1_, c1_) = parts.cell1(z, [st["h1"], st["c1"]])
-        h2, (h2_, c2_) = parts.cell2(h1, [st["h2"], st["c2"]])
-        emb_sum = st["emb_sum"] + e
-        count = st["count"] + 1.0
-        ys.append(parts.head(h2, emb_sum / count))
-        new = {"h1": h1_, "c1": c1_, "h2": h2_, "c2": c2_, "emb_sum": emb_sum, "count": count}
-        outputs.update({f"out_m{k}_{n}": v for n, v in new.items()})
+        y, *new = _StaggeredStep(parts, name=f"m{k}_step")(mfcc, lld, emb, *st.values(), select)
+        ys.append(y)
+        outputs.update({f"out_m{k}_{n}": v for n, v in zip(STATE_NAMES, new, strict=True)})
     outputs["y"] = ys[0] if len(ys) == 1 else ops.mean(ops.stack(ys, axis=0), axis=0)
     return keras.Model(inputs, outputs, name="mood_step")

@@ -117,7 +117,7 @@ class MoodRuntime:
         self._state_shapes = {
             name: tuple(d["shape"])
             for name, d in inputs.items()
-            if name not in ("mfcc", "lld", "emb")
+            if name not in ("mfcc", "lld", "emb", "select")
         }
         emb_shape = tuple(inputs["emb"]["shape"])
         if emb_shape != (1, artifact.emb_dim):
@@ -127,6 +127,7 @@ class MoodRuntime:
     def reset(self) -> None:
         """Forget the stream: the next step is step 0."""
         self._states = {n: np.zeros(s, np.float32) for n, s in self._state_shapes.items()}
+        self._select = np.zeros((self.rows, 1), np.float32)
         self._t = 0
 
     def step(self, mfcc: np.ndarray, lld: np.ndarray, emb: np.ndarray) -> Prediction:
@@ -144,18 +145,20 @@ class MoodRuntime:
         slot = self._t % self.rows
         for state in self._states.values():
             state[slot] = 0.0  # the state started at t-60 was published last step: reuse its row
+        self._select[:] = 0.0
+        self._select[max(0, self._t - self.rows + 1) % self.rows] = 1.0  # the oldest live window
         out = self._runner(
             mfcc=np.asarray(mfcc, np.float32).reshape(1, MFCC_FRAMES, N_MFCC),
             lld=np.asarray(lld, np.float32).reshape(1, N_LLD_STATS),
             emb=np.asarray(emb, np.float32).reshape(1, -1),
+            select=self._select,
             **self._states,
         )
         for name in self._states:
-            self._states[name] = np.array(out[f"out_{name}"], np.float32)
-        oldest = max(0, self._t - self.rows + 1) % self.rows
+            self._states[name] = out[f"out_{name}"]
         window = min(self._t + 1, self.rows)
         self._t += 1
-        return self._prediction(np.asarray(out["y"][oldest], np.float32), window)
+        return self._prediction(np.asarray(out["y"][0], np.float32), window)
 
     def _prediction(self, y: np.ndarray, window_steps: int) -> Prediction:
         if self.artifact.task == "classification":
