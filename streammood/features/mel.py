@@ -14,6 +14,7 @@ from functools import cache
 
 import numpy as np
 import scipy.fft
+import scipy.sparse
 
 from streammood.features.layout import (
     EMBED_EVERY,
@@ -32,13 +33,14 @@ STEP_SAMPLES = SMILE_STEP_SAMPLES
 
 
 @cache
-def _tables() -> tuple[np.ndarray, np.ndarray]:
-    """Hann window ``(512,)`` and transposed mel basis ``(257, 96)``, float32."""
+def _tables() -> tuple[np.ndarray, scipy.sparse.csr_array]:
+    """Hann window ``(512,)`` float32 and the mel basis ``(96, 257)`` as a sparse float32 matrix
+    (a sparse product: no BLAS threads spinning against openSMILE's thread)."""
     import librosa
 
     window = librosa.filters.get_window("hann", MEL_N_FFT, fftbins=True).astype(np.float32)
     mel = librosa.filters.mel(sr=MEL_RATE, n_fft=MEL_N_FFT, n_mels=MEL_BANDS)
-    return window, np.ascontiguousarray(mel.T, dtype=np.float32)
+    return window, scipy.sparse.csr_array(mel.astype(np.float32))
 
 
 def log_mel_frames(y16: np.ndarray) -> np.ndarray:
@@ -62,10 +64,11 @@ def log_mel_frames(y16: np.ndarray) -> np.ndarray:
     frames = np.lib.stride_tricks.as_strided(
         y, shape=(n, MEL_N_FFT), strides=(y.strides[0] * MEL_HOP, y.strides[0]), writeable=False
     )
-    window, mel_t = _tables()
+    window, mel_basis = _tables()
     spec = scipy.fft.rfft(frames * window, axis=-1)
     power = (spec.real**2 + spec.imag**2).astype(np.float32, copy=False)
-    return np.log10(np.float32(10000.0) * (power @ mel_t) + np.float32(1.0))
+    mel = np.ascontiguousarray((mel_basis @ power.T).T)
+    return np.log10(np.float32(10000.0) * mel + np.float32(1.0))
 
 
 def _frames_available(n_samples: int) -> int:

@@ -4,7 +4,9 @@ The recipe (DESIGN.md): librosa ``mfcc(n_mfcc=20, n_fft=2048, hop_length=525, ce
 22 050 Hz on the previous 1 575 samples plus the step's 11 025 new ones (zeros before the first
 step) gives exactly 21 frames per step. Computed here with a cached mel basis, a cached window
 and DCT matrix and one real FFT per frame: librosa's result to float32 precision, several times
-faster. As in ``librosa.feature.mfcc`` the dB conversion clips at 80 dB below the maximum of
+faster. The mel projection is a sparse product and the DCT is scipy's (no BLAS call: OpenBLAS
+threads spin against openSMILE's thread and cost far more than they save on blocks this small).
+As in ``librosa.feature.mfcc`` the dB conversion clips at 80 dB below the maximum of
 the block it is given, here one step: so the whole-signal path applies that clip per step too.
 """
 
@@ -14,6 +16,7 @@ from functools import cache
 
 import numpy as np
 import scipy.fft
+import scipy.sparse
 
 from streammood.features.layout import (
     MFCC_FRAMES,
@@ -35,19 +38,14 @@ _AMIN = 1e-10
 
 
 @cache
-def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hann window ``(2048,)``, mel basis transposed ``(1025, 128)`` and orthonormal DCT-II
-    matrix transposed ``(128, 20)``, all float32."""
+def _tables() -> tuple[np.ndarray, scipy.sparse.csr_array]:
+    """Hann window ``(2048,)`` float32 and librosa's mel basis ``(128, 1025)`` as a sparse
+    float32 matrix (2 018 non-zeros)."""
     import librosa
 
     window = librosa.filters.get_window("hann", MFCC_N_FFT, fftbins=True).astype(np.float32)
     mel = librosa.filters.mel(sr=MFCC_RATE, n_fft=MFCC_N_FFT, n_mels=MFCC_N_MELS)
-    dct = scipy.fft.dct(np.eye(MFCC_N_MELS), type=2, norm="ortho", axis=0)[:N_MFCC]
-    return (
-        window,
-        np.ascontiguousarray(mel.T, dtype=np.float32),
-        np.ascontiguousarray(dct.T, dtype=np.float32),
-    )
+    return window, scipy.sparse.csr_array(mel.astype(np.float32))
 
 
 def _frames(y: np.ndarray, n_frames: int) -> np.ndarray:
@@ -60,18 +58,20 @@ def _frames(y: np.ndarray, n_frames: int) -> np.ndarray:
 
 def _log_mel(frames: np.ndarray) -> np.ndarray:
     """Power mel spectrogram in dB (before the per-step clip), ``(frames, 128)`` float32."""
-    window, mel_t, _ = _tables()
+    window, mel_basis = _tables()
     spec = scipy.fft.rfft(frames * window, axis=-1)
-    power = spec.real**2 + spec.imag**2
-    mel = power.astype(np.float32, copy=False) @ mel_t
+    power = (spec.real**2 + spec.imag**2).astype(np.float32, copy=False)
+    mel = (mel_basis @ power.T).T
     return 10.0 * np.log10(np.maximum(mel, _AMIN))
 
 
 def _clip_dct(log_mel: np.ndarray) -> np.ndarray:
     """Clip ``(..., 21, 128)`` dB values to ``TOP_DB`` below each step's maximum, then DCT."""
-    _, _, dct_t = _tables()
     floor = log_mel.max(axis=(-2, -1), keepdims=True) - TOP_DB
-    return (np.maximum(log_mel, floor) @ dct_t).astype(np.float32, copy=False)
+    clipped = np.maximum(log_mel, floor)
+    return scipy.fft.dct(clipped, type=2, norm="ortho", axis=-1)[..., :N_MFCC].astype(
+        np.float32, copy=False
+    )
 
 
 def mfcc_block(history: np.ndarray, new: np.ndarray) -> np.ndarray:

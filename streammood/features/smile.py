@@ -121,9 +121,11 @@ class _Engine:
 
     @staticmethod
     def _make_callback(level: int, on_frame):
+        string_at = ctypes.string_at
+
         def callback(data, nt, n, meta, _param) -> int:
-            row = np.ctypeslib.as_array(data, shape=(nt * n,)).copy()
-            on_frame(level, meta[0].time, row)
+            # runs on openSMILE's thread, with the GIL: keep it cheap (raw float32 bytes)
+            on_frame(level, meta[0].time, string_at(data, 4 * nt * n))
             return 1
 
         return callback
@@ -178,14 +180,23 @@ class _StepStats:
     """Collect frames per step (by frame start time) and reduce each step to 260 values."""
 
     def __init__(self) -> None:
-        self.frames: tuple[dict[int, list[np.ndarray]], dict[int, list[np.ndarray]]] = ({}, {})
+        # per level: step -> raw float32 frames (65 values each)
+        self.frames: tuple[dict[int, list[bytes]], dict[int, list[bytes]]] = ({}, {})
         self.latest = [-1, -1]  # newest frame index seen per level
 
-    def add(self, level: int, t: float, row: np.ndarray) -> None:
+    def add(self, level: int, t: float, row: bytes) -> bool:
+        """Store one frame; True when it is the first frame of a new step on its level."""
         idx = int(round(t / FRAME_SECONDS))
-        self.frames[level].setdefault(idx // FRAMES_PER_STEP, []).append(row)
+        step = idx // FRAMES_PER_STEP
+        frames = self.frames[level]
+        if step in frames:
+            frames[step].append(row)
+        else:
+            frames[step] = [row]
+        new_step = step > self.latest[level] // FRAMES_PER_STEP
         if idx > self.latest[level]:
             self.latest[level] = idx
+        return new_step
 
     def complete_before(self) -> int:
         """Steps ``< k`` are complete: the next step's first frame has left both levels."""
@@ -197,7 +208,7 @@ class _StepStats:
         for level in (0, 1):
             rows = self.frames[level].pop(step, None)
             if rows:
-                x = np.stack(rows).astype(np.float64)
+                x = np.frombuffer(b"".join(rows), np.float32).reshape(-1, N_LLD).astype(np.float64)
                 out[level, :, 0] = x.std(axis=0)
                 out[level, :, 1] = x.mean(axis=0)
         return out.reshape(N_LLD_STATS).astype(np.float32)
@@ -240,10 +251,10 @@ class StreamingSmile:
         """Samples written so far (16 kHz)."""
         return self._written
 
-    def _on_frame(self, level: int, t: float, row: np.ndarray) -> None:
+    def _on_frame(self, level: int, t: float, row: bytes) -> None:
         with self._cond:
-            self._stats.add(level, t, row)
-            self._cond.notify_all()
+            if self._stats.add(level, t, row):
+                self._cond.notify_all()
 
     def _run(self) -> None:
         status = self._engine.run()
@@ -316,8 +327,13 @@ class StreamingSmile:
         """Stop the engine without collecting (safe to call twice)."""
         if not self._finished:
             self._finished = True
-            self._engine.abort()
-            self._thread.join()
+            # smile_abort is ignored until smile_run has really started: end the input too
+            # (the run then ends by itself after the little audio buffered) and keep aborting
+            with contextlib.suppress(RuntimeError):
+                self._engine.end_of_input()
+            while self._thread.is_alive():
+                self._engine.abort()
+                self._thread.join(0.05)
             self._engine.free()
 
     def __enter__(self) -> StreamingSmile:

@@ -141,3 +141,13 @@ def test_memory_flat_over_a_long_stream(y16):
     smile.finish()
     # the whole 5 minutes as int16 alone would be ~9 MiB, as float frames far more
     assert rss[-1] - rss[1] < 4.0, f"RSS grew: {rss}"
+
+
+def test_close_never_hangs():
+    """Abandoning an engine at any point (even before smile_run is running) returns."""
+    for n in (0, 100, 8000, 20000):
+        smile = StreamingSmile()
+        if n:
+            smile.push(np.zeros(n, np.float32))
+        smile.close()
+        smile.close()
