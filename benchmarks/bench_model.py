@@ -1,0 +1,119 @@
+"""What the model adds to each 500 ms step, against Keras ``model.predict`` on the full window.
+
+Per step, on real music features (medians of many calls, 1 thread, this machine):
+
+* pretrained branch: musicnn (MSD + MTT) on LiteRT for one 3 s patch, and averaged per step
+  (one patch every ``EMBED_EVERY`` steps);
+* sequence core + MFCC-CNN: one call of the artifact's step model (60 staggered states, all
+  ensemble members, one batched LiteRT call);
+* the naive reference, measured in the same run: Keras ``model.predict`` of every member on the
+  full 60-step window, every step.
+
+Training time is read from the artifact's manifest (what ``streammood train`` measured).
+
+Run::
+
+    .venv/bin/python benchmarks/bench_model.py [--model models/streammood-4q] [--clip FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "streammood-4q")
+    parser.add_argument("--clip", type=Path, default=None, help="audio file (default: a 4Q clip)")
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args()
+
+    from streammood.audio.decode import load_audio
+    from streammood.features.extractor import extract_offline
+    from streammood.features.layout import EMBED_EVERY, WINDOW_STEPS
+    from streammood.model.artifact import load_artifact
+    from streammood.model.embedding import MusicnnEmbedder
+    from streammood.model.inputs import hold_embeddings
+    from streammood.model.runtime import MoodRuntime
+
+    clip = args.clip or sorted((ROOT.parent / "shared" / "data" / "4q" / "Q1").glob("*.mp3"))[0]
+    artifact = load_artifact(args.model)
+    y, sr = load_audio(clip)
+    feats = extract_offline(y, sr)
+    embedder = MusicnnEmbedder(artifact.file("embedder"), num_threads=1)
+    patches = feats.mel_patches
+    emb = hold_embeddings(feats.patch_steps, embedder.embed(patches), feats.n_steps)
+    n = feats.n_steps
+
+    i = iter(range(10**9))
+    patch_ms = median_ms(lambda: embedder.embed(patches[next(i) % len(patches)]), args.repeats // 4)
+    runtime = MoodRuntime(artifact)
+    for t in range(WINDOW_STEPS):  # fill every staggered state
+        runtime.step(feats.mfcc[t % n], feats.lld[t % n], emb[t % n])
+    j = iter(range(10**9))
+
+    def one_step() -> None:
+        t = next(j) % n
+        runtime.step(feats.mfcc[t], feats.lld[t], emb[t])
+
+    core_ms = median_ms(one_step, args.repeats)
+
+    from streammood.model.architecture import build_window_model
+    from streammood.training.train import load_members  # TensorFlow from here on
+
+    models = [build_window_model(p) for p in load_members(artifact)]
+    window = [
+        feats.mfcc[None, :WINDOW_STEPS],
+        feats.lld[None, :WINDOW_STEPS],
+        emb[None, :WINDOW_STEPS],
+    ]
+
+    def naive() -> None:
+        for m in models:
+            m.predict(window, verbose=0)
+
+    naive()
+    naive_ms = median_ms(naive, max(5, args.repeats // 20))
+
+    members = artifact.manifest["members"]
+    added = patch_ms / EMBED_EVERY + core_ms
+    training = artifact.manifest.get("training", {}).get("members", [])
+    print(f"model {artifact.name} v{artifact.version}: {members} members, clip {clip.name}")
+    print(f"musicnn MSD+MTT, one 3 s patch (LiteRT, 1 thread):   {patch_ms:8.2f} ms")
+    per_step = patch_ms / EMBED_EVERY
+    print(f"  per step (one patch every {EMBED_EVERY} steps):                {per_step:8.2f} ms")
+    print(
+        f"MFCC-CNN + sequence core, 60 states, all members:     {core_ms:8.3f} ms"
+        f"  ({core_ms / members:.3f} ms per member)"
+    )
+    print(f"everything the model adds per step (average):         {added:8.2f} ms")
+    print(f"naive: Keras predict on the 60-step window, members:   {naive_ms:8.1f} ms")
+    print(f"ratio naive / streaming core:                          {naive_ms / core_ms:8.0f}x")
+    if training:
+        secs = sum(m["seconds"] for m in training)
+        print(
+            f"training: {secs:.0f} s for {len(training)} members "
+            f"({', '.join(str(m['epochs_run']) for m in training)} epochs)"
+        )
+
+
+if __name__ == "__main__":
+    main()
