@@ -40,12 +40,16 @@ FRAMES_PER_STEP = 50
 FRAME_SECONDS = 0.01
 WRITE_BLOCK = 1_600
 """Largest block written to openSMILE at once, samples (100 ms)."""
-SETTLE_SAMPLES = 4_000
-"""Audio past a step's end after which its statistics are final, samples (250 ms).
+SETTLE_SAMPLES = 2_400
+"""Audio past a step's end after which its statistics are expected to be final, samples (150 ms).
 
 openSMILE emits a frame 7-14 frames after the audio that ends it (pitch smoothing and the delta
-window look ahead); a step is complete once the first frame of the next step has come out of both
-levels."""
+window look ahead; 8 and 10 frames measured here); a step is complete once the first frame of the
+next step has come out of both levels. :meth:`StreamingSmile.push` waits at most
+:data:`CATCH_UP_SECONDS` for openSMILE's thread to get there, then returns what is complete:
+a late step comes with a later push, never blocks the stream."""
+CATCH_UP_SECONDS = 0.05
+"""Longest wait in :meth:`StreamingSmile.push` for openSMILE's thread to catch up, seconds."""
 
 _SMILE_SUCCESS = 0
 _SMILE_NOT_WRITTEN = 8
@@ -262,8 +266,11 @@ class StreamingSmile:
             self._status = status
             self._cond.notify_all()
 
-    def _wait(self, predicate) -> None:
-        deadline = time.monotonic() + self.timeout
+    def _wait(self, predicate, patience: float | None = None) -> None:
+        """Wait for ``predicate``; after ``patience`` seconds give up quietly, after
+        :attr:`timeout` (no ``patience``) raise."""
+        limit = self.timeout if patience is None else patience
+        deadline = time.monotonic() + limit
         with self._cond:
             while not predicate():
                 if self._status is not None and not predicate():
@@ -272,6 +279,8 @@ class StreamingSmile:
                     )
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    if patience is not None:
+                        return
                     raise RuntimeError(f"openSMILE produced no frames for {self.timeout} s")
                 self._cond.wait(left)
 
@@ -302,8 +311,10 @@ class StreamingSmile:
             self._written += len(block)
         due = max(0, (self._written - SETTLE_SAMPLES) // SMILE_STEP_SAMPLES)
         if due > self._next_step:
-            self._wait(lambda: self._stats.complete_before() >= due)
-        return self._collect(due)
+            self._wait(lambda: self._stats.complete_before() >= due, CATCH_UP_SECONDS)
+        with self._cond:
+            ready = min(self._stats.complete_before(), self._written // SMILE_STEP_SAMPLES)
+        return self._collect(ready)
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
         """Signal end of input, wait for openSMILE to drain, return the remaining full steps.
