@@ -70,7 +70,9 @@ class Framer:
     -----
     Steps come out as soon as both resampled streams hold a whole step, i.e. about 30–80 ms of
     resampler delay after the input that completes it (none at 22 050 Hz for the MFCC path).
-    :meth:`flush` releases the rest and drops a trailing partial step.
+    :meth:`flush` releases the rest; a trailing partial step is not a step, but its resampled
+    16 kHz samples stay readable with :meth:`pending16` (audio-driven consumers such as openSMILE
+    are fed ahead of the steps).
     """
 
     def __init__(self, input_rate: int) -> None:
@@ -95,6 +97,20 @@ class Framer:
         """Steps emitted so far (the next step's ``seq``)."""
         return self._seq
 
+    def pending16(self) -> np.ndarray:
+        """The 16 kHz samples already resampled after the last emitted step.
+
+        Before :meth:`flush`: the start of the next step(s), not yet emitted. After it: the
+        leftover after the last whole step (the trailing partial step plus the resampler's
+        rounding). A view: copy it to keep it.
+
+        Returns
+        -------
+        np.ndarray
+            ``(samples,)`` float32 at 16 kHz; sample 0 is at ``steps_out * 8000``.
+        """
+        return self._buf16
+
     def push(self, block: np.ndarray) -> list[Step]:
         """Feed ``(n,)`` float32 samples at ``input_rate``; return the steps completed (or none)."""
         if self._flushed:
@@ -110,15 +126,15 @@ class Framer:
         return self._emit(n_steps(self._n_in, self.input_rate), pad=False)
 
     def flush(self) -> list[Step]:
-        """End of stream: return the remaining whole steps; further pushes are an error."""
+        """End of stream: return the remaining whole steps; further pushes are an error.
+
+        The leftover after the last whole step stays readable with :meth:`pending16`."""
         if self._flushed:
             return []
         self._flushed = True
         self._buf22 = _append(self._buf22, self._rs22.flush())
         self._buf16 = _append(self._buf16, self._rs16.flush())
-        steps = self._emit(n_steps(self._n_in, self.input_rate), pad=True)
-        self._buf22 = self._buf16 = np.zeros(0, np.float32)
-        return steps
+        return self._emit(n_steps(self._n_in, self.input_rate), pad=True)
 
     def _emit(self, complete: int, pad: bool) -> list[Step]:
         steps: list[Step] = []

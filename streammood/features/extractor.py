@@ -2,9 +2,11 @@
 
 Per 500 ms step: an MFCC block ``(21, 20)`` (:mod:`~streammood.features.mfcc`), 260 openSMILE LLD
 statistics (:mod:`~streammood.features.smile`) and, every :data:`EMBED_EVERY` steps, a musicnn mel
-patch ``(187, 96)`` (:mod:`~streammood.features.mel`). :class:`StreamingExtractor` takes
-:class:`~streammood.audio.framer.Step` objects as they are framed; :func:`extract_offline` takes
-a whole signal, frames it with the same framer (same resampler) and computes every step at once.
+patch ``(187, 96)`` (:mod:`~streammood.features.mel`). :class:`StreamingExtractor` takes audio
+blocks as they arrive (it frames them itself and writes audio to openSMILE ahead of the steps, so
+a step's features come out ~150-200 ms after its end); :func:`extract_offline` takes a whole
+signal, frames it with the same framer (same resampler), gives openSMILE the same input and
+computes every step at once; :func:`extract_stream` runs the live path over an iterable of blocks.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from streammood.audio.framer import Step, frame_signal
+from streammood.audio.framer import Framer, Step
 from streammood.features.layout import (
     EMBED_EVERY,
     MEL_BANDS,
@@ -24,13 +26,14 @@ from streammood.features.layout import (
     MFCC_HISTORY,
     N_LLD_STATS,
     N_MFCC,
+    SMILE_STEP_SAMPLES,
     STEP_SECONDS,
 )
 from streammood.features.mel import MelPatcher, mel_patches_offline
 from streammood.features.mfcc import mfcc_block, mfcc_offline
 from streammood.features.smile import StreamingSmile, lld_names, lld_offline
 
-__all__ = ["StepFeatures", "StreamingExtractor", "FeatureSet", "extract_offline", "extract_steps"]
+__all__ = ["StepFeatures", "StreamingExtractor", "FeatureSet", "extract_offline", "extract_stream"]
 
 
 @dataclass(frozen=True)
@@ -61,51 +64,82 @@ class StepFeatures:
 
 
 class StreamingExtractor:
-    """Step in, features out, keeping only the history each feature needs.
+    """Audio blocks in, per-step features out, keeping only the history each feature needs.
 
-    The LLD statistics of a step are final once 250 ms of the next step's audio has reached
-    openSMILE, so :meth:`push` of step ``k`` returns step ``k - 1`` (output lags by one step);
-    :meth:`finish` returns the last one. One instance per stream; instances are independent.
+    Owns a :class:`~streammood.audio.framer.Framer`. Each :meth:`push` frames the block,
+    computes the MFCC block and mel patch of the steps it completes, and writes to openSMILE
+    every 16 kHz sample resampled so far, including the start of the next step. A step's LLD
+    statistics are final once ~150 ms of the following audio has reached openSMILE
+    (:data:`~streammood.features.smile.SETTLE_SAMPLES`), so with small blocks (≤ 100 ms) a step
+    comes out about 150–200 ms after its end, not a whole step later. :meth:`finish` returns the
+    rest. One instance per stream; instances are independent.
+
+    Parameters
+    ----------
+    input_rate : int
+        Sample rate of the blocks pushed, Hz.
 
     Examples
     --------
-    >>> ex = StreamingExtractor()
-    >>> for step in framer.push(block):
-    ...     for feats in ex.push(step):
-    ...         publish(feats)
-    >>> rest = ex.finish()
+    >>> with StreamingExtractor(44_100) as ex:
+    ...     for block in source:
+    ...         for feats in ex.push(block):
+    ...             publish(feats)
+    ...     rest = ex.finish()
     """
 
-    def __init__(self) -> None:
+    def __init__(self, input_rate: int) -> None:
+        self.framer = Framer(input_rate)
         self._history = np.zeros(MFCC_HISTORY, np.float32)
         self._mel = MelPatcher()
         self._smile = StreamingSmile()
         self._pending: deque[StepFeatures] = deque()
-        self._next_seq = 0
+        self._lld: dict[int, np.ndarray] = {}
+        self._written = 0
         self._finished = False
 
-    def push(self, step: Step) -> list[StepFeatures]:
-        """Add one step (``seq`` must follow the previous one); return the steps now complete,
-        in ``seq`` order."""
+    @property
+    def input_rate(self) -> int:
+        """Sample rate of the blocks pushed, Hz."""
+        return self.framer.input_rate
+
+    @property
+    def samples_in(self) -> int:
+        """Input samples pushed so far (at :attr:`input_rate`)."""
+        return self.framer.samples_in
+
+    @property
+    def samples_written(self) -> int:
+        """16 kHz samples written to openSMILE so far."""
+        return self._written
+
+    def push(self, block: np.ndarray) -> list[StepFeatures]:
+        """Add ``(n,)`` float32 mono samples at :attr:`input_rate` (any length); return the steps
+        whose features are now complete, in ``seq`` order."""
         if self._finished:
             raise RuntimeError("StreamingExtractor.push after finish()")
-        if step.seq != self._next_seq:
-            raise ValueError(f"expected step seq {self._next_seq}, got {step.seq}")
-        self._next_seq += 1
-        y22 = np.asarray(step.y22, np.float32)
-        mfcc = mfcc_block(self._history, y22)
-        self._history = y22[-MFCC_HISTORY:].copy()
-        self._mel.push(step.y16)
-        patch = self._mel.patch() if step.seq % EMBED_EVERY == 0 else None
-        self._pending.append(StepFeatures(step.seq, step.t_start, step.t_end, mfcc, None, patch))
-        return self._release(self._smile.push(step.y16))
+        steps = self.framer.push(block)
+        self._take(self._smile.push(self._add(steps)))
+        return self._release()
 
     def finish(self) -> list[StepFeatures]:
-        """End of stream: the remaining steps."""
+        """End of stream: the remaining whole steps.
+
+        openSMILE also gets the audio after the last whole step (as :func:`extract_offline`
+        does), so the last step's frames are the same in both paths; that tail is no step."""
         if self._finished:
             return []
         self._finished = True
-        return self._release(self._smile.finish())
+        steps = self.framer.flush()
+        y16 = self._add(steps)
+        done = self._smile.push(y16) if y16.size else []
+        self._take(done + self._smile.finish())
+        n = self.framer.steps_out
+        self._lld = {seq: v for seq, v in self._lld.items() if seq < n}
+        out = self._release()
+        if self._pending:  # pragma: no cover - openSMILE returns every whole step at EOI
+            raise RuntimeError(f"openSMILE gave no statistics for step {self._pending[0].seq}")
+        return out
 
     def close(self) -> None:
         """Stop openSMILE without collecting (an abandoned stream)."""
@@ -118,13 +152,44 @@ class StreamingExtractor:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _release(self, done: list[tuple[int, np.ndarray]]) -> list[StepFeatures]:
-        out = []
+    def _add(self, steps: list[Step]) -> np.ndarray:
+        """Compute MFCC and mel patch of new steps, queue them; return the 16 kHz audio not yet
+        written to openSMILE (the unwritten part of the steps, then the framer's pending
+        samples)."""
+        parts = []
+        for step in steps:
+            y22 = np.asarray(step.y22, np.float32)
+            mfcc = mfcc_block(self._history, y22)
+            self._history = y22[-MFCC_HISTORY:].copy()
+            self._mel.push(step.y16)
+            patch = self._mel.patch() if step.seq % EMBED_EVERY == 0 else None
+            feats = StepFeatures(step.seq, step.t_start, step.t_end, mfcc, None, patch)
+            self._pending.append(feats)
+            parts.append(self._claim(step.y16, step.seq * SMILE_STEP_SAMPLES))
+        ahead = self.framer.pending16()
+        parts.append(self._claim(ahead, self.framer.steps_out * SMILE_STEP_SAMPLES))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _claim(self, y16: np.ndarray, start: int) -> np.ndarray:
+        """The part of ``y16`` (16 kHz, sample 0 at stream sample ``start``) that openSMILE has
+        not had yet, counted as written. Written audio is contiguous from sample 0."""
+        skip = self._written - start
+        if skip < 0:  # pragma: no cover - the framer's 16 kHz output is contiguous
+            raise RuntimeError(f"16 kHz audio gap at sample {self._written}")
+        new = np.array(y16[skip:], np.float32)
+        self._written += new.size
+        return new
+
+    def _take(self, done: list[tuple[int, np.ndarray]]) -> None:
         for seq, lld in done:
+            self._lld[seq] = lld
+
+    def _release(self) -> list[StepFeatures]:
+        """Pending steps, oldest first, as long as their LLD statistics have arrived."""
+        out = []
+        while self._pending and self._pending[0].seq in self._lld:
             head = self._pending.popleft()
-            if head.seq != seq:  # pragma: no cover - StreamingSmile returns steps in order
-                raise RuntimeError(f"LLD step {seq} arrived for pending step {head.seq}")
-            out.append(replace(head, lld=lld))
+            out.append(replace(head, lld=self._lld.pop(head.seq)))
         return out
 
 
@@ -198,6 +263,10 @@ class FeatureSet:
 def extract_offline(y: np.ndarray, sr: int) -> FeatureSet:
     """Features of a whole signal, equal to streaming it through :class:`StreamingExtractor`.
 
+    Frames the signal with the same :class:`~streammood.audio.framer.Framer` (same resampler)
+    and gives openSMILE the same input as the live path: every 16 kHz sample, including the
+    leftover after the last whole step, then end of input.
+
     Parameters
     ----------
     y : np.ndarray
@@ -213,7 +282,8 @@ def extract_offline(y: np.ndarray, sr: int) -> FeatureSet:
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"extract_offline needs mono (samples,) audio, got shape {y.shape}")
-    steps = frame_signal(y, sr)
+    framer = Framer(sr)
+    steps = framer.push(y) + framer.flush()
     n = len(steps)
     if n == 0:
         return FeatureSet.from_steps([])
@@ -223,7 +293,7 @@ def extract_offline(y: np.ndarray, sr: int) -> FeatureSet:
     seq = np.arange(n, dtype=np.int64)
     return FeatureSet(
         mfcc=mfcc_offline(y22),
-        lld=lld_offline(y16),
+        lld=lld_offline(np.concatenate([y16, framer.pending16()]), n),
         t_start=seq * STEP_SECONDS,
         seq=seq,
         patch_steps=patch_steps,
@@ -231,11 +301,25 @@ def extract_offline(y: np.ndarray, sr: int) -> FeatureSet:
     )
 
 
-def extract_steps(steps: Iterable[Step]) -> FeatureSet:
-    """Run steps through one :class:`StreamingExtractor` (the live path) and stack the result."""
+def extract_stream(blocks: Iterable[np.ndarray], sr: int) -> FeatureSet:
+    """Run audio blocks through one :class:`StreamingExtractor` (the live path) and stack the
+    result.
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray
+        ``(n,)`` mono float32 blocks at ``sr`` Hz, any lengths (e.g. an ``AudioSource``).
+    sr : int
+        Sample rate, Hz.
+
+    Returns
+    -------
+    FeatureSet
+        Equal to :func:`extract_offline` of the concatenated blocks (to float tolerance).
+    """
     out: list[StepFeatures] = []
-    with StreamingExtractor() as ex:
-        for step in steps:
-            out += ex.push(step)
+    with StreamingExtractor(sr) as ex:
+        for block in blocks:
+            out += ex.push(block)
         out += ex.finish()
     return FeatureSet.from_steps(out)

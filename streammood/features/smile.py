@@ -366,24 +366,29 @@ class StreamingSmile:
         return out
 
 
-def lld_offline(y16: np.ndarray) -> np.ndarray:
+def lld_offline(y16: np.ndarray, n_steps: int) -> np.ndarray:
     """LLD statistics of a whole signal in one openSMILE run.
 
     Parameters
     ----------
     y16 : np.ndarray
-        ``(samples,)`` float mono audio at 16 kHz. Only the first ``floor(samples / 8000)``
-        whole steps are used, exactly as :class:`StreamingSmile` fed the same steps sees them.
+        ``(samples,)`` float mono audio at 16 kHz, all of it written before end of input (as
+        :class:`StreamingSmile` fed the same audio and then finished sees it).
+    n_steps : int
+        Steps to return, at most ``samples // 8000``; statistics of later audio (a trailing
+        partial step) are dropped.
 
     Returns
     -------
     np.ndarray
-        ``(steps, 260)`` float32, columns named by :func:`lld_names`.
+        ``(n_steps, 260)`` float32, columns named by :func:`lld_names`.
     """
-    n_steps = len(y16) // SMILE_STEP_SAMPLES
+    n_steps = int(n_steps)
+    if not 0 <= n_steps <= len(y16) // SMILE_STEP_SAMPLES:
+        raise ValueError(f"n_steps={n_steps} outside 0..{len(y16) // SMILE_STEP_SAMPLES}")
     if n_steps == 0:
         return np.zeros((0, N_LLD_STATS), np.float32)
-    pcm = np.ascontiguousarray(to_pcm16(y16[: n_steps * SMILE_STEP_SAMPLES]))
+    pcm = np.ascontiguousarray(to_pcm16(y16))
     stats = _StepStats()
     engine = _Engine(stream=False, on_frame=stats.add)
     try:

@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streammood.audio.framer import Framer, frame_signal
+import streammood.features.smile
 from streammood.audio.sources import FileSource
 from streammood.features.extractor import (
     FeatureSet,
     StreamingExtractor,
     extract_offline,
-    extract_steps,
+    extract_stream,
 )
 from streammood.features.layout import EMBED_EVERY
 from tests.features.parity import assert_parity
@@ -48,23 +48,63 @@ def test_offline_shapes_and_step_count(decoded_clips, offline_sets):
 
 
 def test_file_through_live_path_equals_offline(decoded_clips, offline_sets):
-    """Every clip (one per quadrant, one peaking at 1.47) read by FileSource in 100 ms blocks,
-    framed, extracted step by step: equal to the whole-file path."""
+    """Every clip (one per quadrant, one peaking at 1.47) read by FileSource in 100 ms blocks
+    and pushed through the live extractor: equal to the whole-file path."""
     for (path, _, _), offline in zip(decoded_clips, offline_sets, strict=True):
-        with FileSource(path) as source:
-            framer = Framer(source.sample_rate)
-            ex = StreamingExtractor()
+        with FileSource(path) as source, StreamingExtractor(source.sample_rate) as ex:
             out = []
             for block in source:
-                for step in framer.push(block):
-                    done = ex.push(step)
-                    # LLD statistics lag by exactly one step
-                    assert [f.seq for f in done] == ([step.seq - 1] if step.seq else [])
-                    out += done
-            for step in framer.flush():
-                out += ex.push(step)
+                done = ex.push(block)
+                # in order, and never before the step's audio is in
+                assert [f.seq for f in done] == list(range(len(out), len(out) + len(done)))
+                assert all(f.t_end * source.sample_rate <= ex.samples_in for f in done)
+                out += done
             out += ex.finish()
         _assert_feature_parity(FeatureSet.from_steps(out), offline)
+
+
+def _blocks(y: np.ndarray, n: int) -> list[np.ndarray]:
+    return [y[i : i + n] for i in range(0, len(y), n)]
+
+
+def test_steps_come_out_about_150_ms_after_their_end(decoded_clips, monkeypatch):
+    """The latency claim, counted in audio: pushing 50 ms blocks, each step's features come
+    back from the push whose audio reaches less than 250 ms past the step's end (openSMILE needs
+    ~150 ms of look-ahead, plus resampler delay and the block size); only the last step waits for
+    finish(). openSMILE's thread is given time to catch up (a loaded machine must not decide a
+    claim about audio)."""
+    monkeypatch.setattr(streammood.features.smile, "CATCH_UP_SECONDS", 10.0)
+    _, y, sr = decoded_clips[2]
+    for rate, x in ((sr, y[: sr * 12]), (48_000, _resampled(y[: sr * 12], sr, 48_000))):
+        lags = []
+        with StreamingExtractor(rate) as ex:
+            for block in _blocks(x, rate // 20):
+                for f in ex.push(block):
+                    lags.append(ex.samples_in - round(f.t_end * rate))
+            last = ex.finish()
+        assert [f.seq for f in last] == [len(lags)] == [len(x) // (rate // 2) - 1]
+        lag_ms = 1000 * np.array(lags) / rate
+        assert lag_ms.max() < 250, f"{rate} Hz: step lags {lag_ms.round()} ms"
+        assert lag_ms.min() >= 0
+
+
+def _resampled(y: np.ndarray, sr: int, rate: int) -> np.ndarray:
+    from streammood.audio.resample import resample
+
+    return resample(y, sr, rate)
+
+
+@pytest.mark.parametrize("seconds", [11.37, 11.5])
+def test_last_step_equals_offline(decoded_clips, seconds):
+    """The last step too: openSMILE sees the audio after the last whole step, then end of input,
+    in both paths (lengths a multiple of 0.5 s and not)."""
+    _, y, sr = decoded_clips[3]
+    x = y[: round(seconds * sr)]
+    offline = extract_offline(x, sr)
+    assert offline.n_steps == int(seconds / 0.5)
+    stream = extract_stream(_blocks(x, sr // 20), sr)
+    _assert_feature_parity(stream, offline)
+    np.testing.assert_array_equal(stream.lld[-1], offline.lld[-1])
 
 
 def test_irregular_blocks_equal_offline(decoded_clips, offline_sets):
@@ -72,16 +112,13 @@ def test_irregular_blocks_equal_offline(decoded_clips, offline_sets):
     rng = np.random.default_rng(3)
     cuts = np.cumsum(rng.integers(1, sr, size=200))
     blocks = np.split(y, cuts[cuts < len(y)])
-    framer = Framer(sr)
-    steps = [s for b in blocks for s in framer.push(b)] + framer.flush()
-    _assert_feature_parity(extract_steps(steps), offline_sets[1])
+    _assert_feature_parity(extract_stream(blocks, sr), offline_sets[1])
 
 
-def test_step_features_fields(clip_steps):
-    with StreamingExtractor() as ex:
-        out = []
-        for step in clip_steps[:6]:
-            out += ex.push(step)
+def test_step_features_fields(decoded_clips):
+    _, y, sr = decoded_clips[0]
+    with StreamingExtractor(sr) as ex:
+        out = ex.push(y[: int(3.2 * sr)])
         out += ex.finish()
     assert [f.seq for f in out] == list(range(6))
     assert [f.mel_patch is not None for f in out] == [s % EMBED_EVERY == 0 for s in range(6)]
@@ -90,11 +127,14 @@ def test_step_features_fields(clip_steps):
     assert f.mfcc.shape == (21, 20) and f.lld.shape == (260,)
 
 
-def test_out_of_order_step_is_refused(clip_steps):
-    with StreamingExtractor() as ex:
-        ex.push(clip_steps[0])
-        with pytest.raises(ValueError, match="expected step seq 1"):
-            ex.push(clip_steps[2])
+def test_bad_blocks_and_push_after_finish_are_refused():
+    with StreamingExtractor(22_050) as ex:
+        with pytest.raises(ValueError, match="mono"):
+            ex.push(np.zeros((100, 2), np.float32))
+        assert ex.push(np.zeros(0, np.float32)) == []
+        assert ex.finish() == [] and ex.finish() == []
+        with pytest.raises(RuntimeError, match="after finish"):
+            ex.push(np.zeros(100, np.float32))
 
 
 def test_shorter_than_one_step_gives_empty_set():
@@ -109,7 +149,8 @@ def test_other_rates_and_silence():
         y = (0.1 * rng.standard_normal(int(sr * 2.3))).astype(np.float32)
         off = extract_offline(y, sr)
         assert off.n_steps == 4
-        _assert_feature_parity(extract_steps(frame_signal(y, sr)), off)
+        blocks = np.split(y, np.sort(rng.integers(0, len(y), size=7)))
+        _assert_feature_parity(extract_stream(blocks, sr), off)
     silent = extract_offline(np.zeros(44_100, np.float32), 44_100)
     assert silent.n_steps == 2 and np.isfinite(silent.lld).all() and np.isfinite(silent.mfcc).all()
 
@@ -117,23 +158,19 @@ def test_other_rates_and_silence():
 CAPTURE = r"""
 import sys
 import numpy as np
-from streammood.audio.framer import Framer
 from streammood.audio.sources import DeviceSource
 from streammood.features.extractor import FeatureSet, StreamingExtractor
 
 device, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 src = DeviceSource(device, queue_blocks=4096)
-framer, ex, feats, got = Framer(src.sample_rate), StreamingExtractor(), [], []
+ex, feats, got = StreamingExtractor(src.sample_rate), [], []
 for block in src:
     block = block[: n - sum(map(len, got))]
     got.append(block)
-    for step in framer.push(block):
-        feats += ex.push(step)
+    feats += ex.push(block)
     if sum(map(len, got)) >= n:
         break
 src.close()
-for step in framer.flush():
-    feats += ex.push(step)
 feats += ex.finish()
 fs = FeatureSet.from_steps(feats)
 np.savez(out, captured=np.concatenate(got), rate=src.sample_rate,

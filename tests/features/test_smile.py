@@ -25,7 +25,7 @@ def y16(clip_steps) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def offline(y16) -> np.ndarray:
-    return lld_offline(y16)
+    return lld_offline(y16, len(y16) // 8000)
 
 
 def _reference_stats(y16: np.ndarray) -> np.ndarray:
@@ -54,6 +54,14 @@ def test_offline_equals_opensmile_package(y16, offline):
     np.testing.assert_allclose(offline, _reference_stats(y16), rtol=1e-5, atol=1e-5)
 
 
+def test_audio_after_the_last_step_changes_only_the_last_step(y16, offline):
+    """The tail after the last whole step is openSMILE input (the extractor writes it in both
+    paths): it is no step of its own, and the steps before the last do not see it."""
+    n = len(offline)
+    with_tail = lld_offline(y16[: (n - 1) * 8000 + 3000], n - 1)
+    np.testing.assert_array_equal(with_tail[:-1], offline[: n - 2])
+
+
 def test_streaming_in_irregular_blocks_equals_offline(y16, offline):
     rng = np.random.default_rng(7)
     cuts = np.cumsum(rng.integers(1, 5000, size=400))
@@ -62,8 +70,8 @@ def test_streaming_in_irregular_blocks_equals_offline(y16, offline):
     got = []
     for block in np.split(y16, cuts):
         got += smile.push(block)
-        # a step is released once 250 ms of the next step's audio is in
-        assert len(got) == max(0, (smile.samples_written - 4000) // 8000)
+        # a step is released once it is final: never before all its audio is in
+        assert len(got) <= smile.samples_written // 8000
     got += smile.finish()
     assert [k for k, _ in got] == list(range(len(offline)))
     stream = np.stack([v for _, v in got])
@@ -87,7 +95,8 @@ def test_instances_are_independent(clip_steps, decoded_clips, offline):
         got_a += a.push(step.y16)
     got_a += a.finish()
     np.testing.assert_array_equal(np.stack([v for _, v in got_a]), offline)
-    np.testing.assert_array_equal(np.stack([v for _, v in got_b]), lld_offline(other))
+    other_offline = lld_offline(other, len(other) // 8000)
+    np.testing.assert_array_equal(np.stack([v for _, v in got_b]), other_offline)
 
 
 def test_pcm_conversion_clips_instead_of_wrapping():
@@ -109,14 +118,16 @@ def test_names_follow_deam_layout():
 
 
 def test_short_input_gives_no_steps():
-    assert lld_offline(np.zeros(7999, np.float32)).shape == (0, 260)
+    assert lld_offline(np.zeros(7999, np.float32), 0).shape == (0, 260)
+    with pytest.raises(ValueError, match="n_steps"):
+        lld_offline(np.zeros(7999, np.float32), 1)
     smile = StreamingSmile()
     assert smile.push(np.zeros(7999, np.float32)) == []
     assert smile.finish() == []
 
 
 def test_silence_gives_finite_stats():
-    stats = lld_offline(np.zeros(16000, np.float32))
+    stats = lld_offline(np.zeros(16000, np.float32), 2)
     assert stats.shape == (2, 260) and np.isfinite(stats).all()
 
 
