@@ -1,8 +1,8 @@
 """``features``: an audio file to an ``.npz`` of per-step features, offline or via the live path.
 
 ``offline`` decodes the whole file and calls :func:`~streammood.features.extractor.extract_offline`;
-``stream`` pushes the file block by block through the live path (``FileSource`` → ``Framer`` →
-``StreamingExtractor``), step by step. Both write the same arrays (equal to float tolerance).
+``stream`` pushes the file block by block through the live path (``FileSource`` →
+``StreamingExtractor``). Both write the same arrays (equal to float tolerance).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ class FeaturesError(StreammoodError):
 
 def _stream(path: Path, progress: bool) -> FeatureSet:
     from streammood.audio.decode import file_info
-    from streammood.audio.framer import Framer
     from streammood.audio.sources import FileSource
     from streammood.features.extractor import StreamingExtractor
     from streammood.features.layout import STEP_SECONDS
@@ -39,17 +38,13 @@ def _stream(path: Path, progress: bool) -> FeatureSet:
     out: list[StepFeatures] = []
     with (
         FileSource(path) as source,
-        StreamingExtractor() as extractor,
+        StreamingExtractor(source.sample_rate) as extractor,
         _Progress(progress and total is not None and total > 120, total, path.name) as bar,
     ):
-        framer = Framer(source.sample_rate)
         for block in source:
-            for step in framer.push(block):
-                out += extractor.push(step)
-                bar.advance()
-        for step in framer.flush():
-            out += extractor.push(step)
-            bar.advance()
+            done = extractor.push(block)
+            bar.advance(len(done))
+            out += done
         out += extractor.finish()
     return FeatureSet.from_steps(out)
 
@@ -76,9 +71,9 @@ class _Progress:
             self._bar.start()
         return self
 
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
+    def advance(self, steps: int = 1) -> None:
+        if self._bar is not None and steps:
+            self._bar.advance(self._task, steps)
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streammood.audio.framer import Framer
 from streammood.bus.codec import FrameError, encode_frame
 from streammood.bus.schema import ModelRef, MoodMessage
 from streammood.features.extractor import StreamingExtractor
@@ -97,27 +96,22 @@ def decode_inputs(
 class FeatureStage:
     """Audio blocks at ``sample_rate`` → :class:`ModelInputs`, one per 500 ms step.
 
-    Framer (resampling, 500 ms steps) → streaming extractor (MFCC, openSMILE, mel patch) → held
-    pretrained embedding. Outputs lag the audio by the openSMILE look-ahead (< one step).
+    Streaming extractor (resampling, 500 ms steps, MFCC, openSMILE fed ahead, mel patch) → held
+    pretrained embedding. A step comes out once ~150 ms of the following audio has been pushed
+    (openSMILE's look-ahead; push small blocks, ≤ 100 ms, to stay near that).
     """
 
     def __init__(self, artifact: ModelArtifact, sample_rate: int, num_threads: int = 1) -> None:
-        self.framer = Framer(sample_rate)
-        self.extractor = StreamingExtractor()
+        self.extractor = StreamingExtractor(sample_rate)
         self.embedding = HeldEmbedding(artifact, num_threads=num_threads)
 
     def push(self, block: np.ndarray) -> list[ModelInputs]:
-        out = []
-        for step in self.framer.push(block):
-            out += self._inputs(self.extractor.push(step))
-        return out
+        """Add ``(n,)`` float32 samples at ``sample_rate``; return the steps now complete."""
+        return self._inputs(self.extractor.push(block))
 
     def finish(self) -> list[ModelInputs]:
         """End of stream: the last complete steps."""
-        out = []
-        for step in self.framer.flush():
-            out += self._inputs(self.extractor.push(step))
-        return out + self._inputs(self.extractor.finish())
+        return self._inputs(self.extractor.finish())
 
     def run(self, blocks: Iterable[np.ndarray]) -> Iterator[ModelInputs]:
         for block in blocks:
