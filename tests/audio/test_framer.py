@@ -85,3 +85,23 @@ def test_frame_blocks_and_errors():
     with pytest.raises(RuntimeError):
         framer.push(x)
     assert framer.flush() == []
+
+
+@pytest.mark.parametrize("rate", [22_050, 44_100])
+def test_pending16_is_the_resampled_audio_after_the_last_step(music_clip, rate):
+    """Emitted steps + pending16() is always a prefix of the one-shot 16 kHz resampling; after
+    flush it is all of it (the leftover after the last whole step stays readable)."""
+    y, sr = load_audio(music_clip)
+    x = resample(y[: round(5.3 * sr)], sr, rate)
+    whole = resample(x, rate, 16_000)
+    framer = Framer(rate)
+    emitted: list[np.ndarray] = []
+    for i in range(0, x.size, rate // 20):
+        emitted += [s.y16 for s in framer.push(x[i : i + rate // 20])]
+        seen = np.concatenate([*emitted, framer.pending16()])
+        assert len(emitted) == framer.steps_out
+        np.testing.assert_array_equal(seen, whole[: seen.size])
+    emitted += [s.y16 for s in framer.flush()]
+    assert len(emitted) == 10
+    np.testing.assert_array_equal(np.concatenate([*emitted, framer.pending16()]), whole)
+    assert 0 < framer.pending16().size < SMILE_STEP_SAMPLES
