@@ -6,7 +6,9 @@ caches and model artifacts are keyed by it.
 
 from __future__ import annotations
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"
+# v1: openSMILE's input ended at the last whole step offline; v2: it also gets the audio after the
+# last whole step (as the live path, which writes audio ahead), so a clip's last step matches live.
 
 STEP_SECONDS = 0.5
 """Length of one step, seconds."""
