@@ -16,6 +16,8 @@ from streammood.features.layout import MEL_BANDS, MEL_PATCH_FRAMES
 
 DEFAULT_TFLITE = Path(__file__).resolve().parents[2] / "models" / "musicnn" / "msd_mtt.tflite"
 """The shipped MSD + MTT embedder (400 values per patch)."""
+MSD_TFLITE = DEFAULT_TFLITE.with_name("msd.tflite")
+"""The shipped MSD-only embedder (200 values per patch; as good in the 4Q probe, half the cost)."""
 
 
 class EmbedderError(StreammoodError):

@@ -290,7 +290,7 @@ def export_tflite(model: keras.Model, path: str | Path) -> Path:
     return path
 
 
-SHIPPED_FILES = {"msd_mtt.tflite": ("MSD", "MTT")}
+SHIPPED_FILES = {"msd_mtt.tflite": ("MSD", "MTT"), "msd.tflite": ("MSD",)}
 """The LiteRT files shipped in ``models/musicnn`` and the models each concatenates."""
 
 

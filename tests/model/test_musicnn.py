@@ -10,7 +10,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from streammood.model import musicnn  # noqa: E402
-from streammood.model.embedding import DEFAULT_TFLITE, MusicnnEmbedder  # noqa: E402
+from streammood.model.embedding import DEFAULT_TFLITE, MSD_TFLITE, MusicnnEmbedder  # noqa: E402
 
 pytestmark = pytest.mark.data
 
@@ -93,10 +93,11 @@ def test_embedder_concatenates_in_order(models, musicnn_patches):
                                atol=1e-5)
 
 
-def test_shipped_tflite_matches_keras(musicnn_patches):
-    keras_out = musicnn.build_embedder(("MSD", "MTT"))(musicnn_patches).numpy()
-    lite_out = MusicnnEmbedder(DEFAULT_TFLITE).embed(musicnn_patches)
-    assert lite_out.shape == keras_out.shape == (8, 400)
+@pytest.mark.parametrize("path, which", [(DEFAULT_TFLITE, ("MSD", "MTT")), (MSD_TFLITE, ("MSD",))])
+def test_shipped_tflite_matches_keras(path, which, musicnn_patches):
+    keras_out = musicnn.build_embedder(which)(musicnn_patches).numpy()
+    lite_out = MusicnnEmbedder(path).embed(musicnn_patches)
+    assert lite_out.shape == keras_out.shape == (8, 200 * len(which))
     np.testing.assert_allclose(lite_out, keras_out, rtol=0, atol=1e-4 * np.abs(keras_out).max())
 
 
