@@ -8,11 +8,12 @@ The seed's CNN-LSTM, strengthened with a pretrained embedding branch:
   Dense(256), LeakyReLU(0.05), "same" padding (the seed's layers); concatenated with the
   standardised 260 LLD statistics and the standardised pretrained (musicnn) embedding ``(D,)``;
 * **sequence core**: two stacked LSTM(128) over the steps of the window;
-* **pooled branch**: the running mean of the standardised embedding over the window (the
-  linear-probe signal that makes transfer learning work on 720 clips);
-* **head**, per step: ``[h2, mean embedding]`` → Dropout → Dense(256) → Dropout → 4-way softmax
-  (classification, class order :data:`~streammood.model.labels.QUADRANTS`) or 2 linear outputs
-  (valence, arousal regression).
+* **LSTM head**, per step: ``h2`` → Dropout → Dense(256) → LeakyReLU → Dropout → Dense → logits;
+* **pooled branch**: the running mean of the standardised embedding over the window, read out
+  linearly (L2-regularised) into the same logits — a logistic regression on the window's mean
+  embedding, the linear-probe signal that makes transfer learning work on 720 clips;
+* **output**: softmax over the summed logits (4 quadrants, class order
+  :data:`~streammood.model.labels.QUADRANTS`) or 2 linear outputs (valence, arousal regression).
 
 The same layers are assembled twice: :func:`build_window_model` runs a whole window ``(B, T, ...)``
 (training, evaluation), :func:`build_step_model` advances N explicit states by one step (the
@@ -76,8 +77,15 @@ class MoodLayers:
         self.head_dense = layers.Dense(HEAD_UNITS, name=f"{name}_head_dense")
         self.head_act = layers.LeakyReLU(LEAK, name=f"{name}_head_act")
         self.head_dropout2 = layers.Dropout(config.head_dropout, name=f"{name}_head_dropout2")
-        activation = "softmax" if config.task == "classification" else None
-        self.out = layers.Dense(config.n_outputs, activation=activation, name=f"{name}_out")
+        self.lstm_out = layers.Dense(config.n_outputs, name=f"{name}_lstm_out")
+        self.pooled_dropout = layers.Dropout(config.pooled_dropout, name=f"{name}_pooled_dropout")
+        self.pooled_out = layers.Dense(
+            config.n_outputs,
+            kernel_regularizer=keras.regularizers.L2(config.pooled_l2),
+            name=f"{name}_pooled_out",
+        )
+        activation = "softmax" if config.task == "classification" else "linear"
+        self.activation = layers.Activation(activation, name=f"{name}_activation")
 
     def encode(self, mfcc, lld, emb):
         """Frame encoder on ``(N, 21, 20)``, ``(N, 260)``, ``(N, D)`` → ``(z (N, F), e (N, D))``."""
@@ -86,11 +94,16 @@ class MoodLayers:
         return z, e
 
     def head(self, h, pooled):
-        parts = [p for p, on in ((h, self.config.use_lstm), (pooled, self.config.use_pooled)) if on]
-        x = parts[0] if len(parts) == 1 else layers.Concatenate()(parts)
-        x = self.head_dropout1(x)
-        x = self.head_dropout2(self.head_act(self.head_dense(x)))
-        return self.out(x)
+        """Per-step output from the LSTM state ``h`` and the running-mean embedding ``pooled``:
+        the two branches' logits are summed (the pooled branch is a linear read-out, a logistic
+        regression on the window's mean embedding)."""
+        logits = []
+        if self.config.use_lstm:
+            x = self.head_act(self.head_dense(self.head_dropout1(h)))
+            logits.append(self.lstm_out(self.head_dropout2(x)))
+        if self.config.use_pooled:
+            logits.append(self.pooled_out(self.pooled_dropout(pooled)))
+        return self.activation(logits[0] if len(logits) == 1 else layers.Add()(logits))
 
 
 class _MergeSteps(layers.Layer):
@@ -137,10 +150,10 @@ def build_window_model(parts: MoodLayers) -> keras.Model:
 STATE_NAMES = ("h1", "c1", "h2", "c2", "pooled_sum", "count")
 
 
-def state_shapes() -> dict[str, int]:
+def state_shapes(n_outputs: int) -> dict[str, int]:
     """Width of each explicit state of one member (rows = live windows)."""
     u = LSTM_UNITS
-    return {"h1": u, "c1": u, "h2": u, "c2": u, "pooled_sum": HEAD_UNITS, "count": 1}
+    return {"h1": u, "c1": u, "h2": u, "c2": u, "pooled_sum": n_outputs, "count": 1}
 
 
 def _lstm_gates(z, c_prev):
@@ -159,12 +172,8 @@ class _StaggeredStep(layers.Layer):
     def __init__(self, parts: MoodLayers, **kwargs) -> None:
         super().__init__(**kwargs)
         self.parts = parts
-        self.cell1, self.cell2, self.head_dense, self.out = (
-            parts.cell1,
-            parts.cell2,
-            parts.head_dense,
-            parts.out,
-        )
+        self.cell1, self.cell2, self.pooled_out = parts.cell1, parts.cell2, parts.pooled_out
+        self.head_dense, self.lstm_out = parts.head_dense, parts.lstm_out
 
     def call(self, mfcc, lld, emb, h1, c1, h2, c2, pooled_sum, count, select):
         p, cfg = self.parts, self.parts.config
@@ -173,20 +182,18 @@ class _StaggeredStep(layers.Layer):
         h1, c1 = _lstm_gates(x1 + ops.matmul(h1, self.cell1.recurrent_kernel), c1)
         x2 = ops.matmul(h1, self.cell2.kernel) + ops.matmul(h2, self.cell2.recurrent_kernel)
         h2, c2 = _lstm_gates(x2 + self.cell2.bias, c2)
-        kernel = self.head_dense.kernel
-        if cfg.use_lstm and cfg.use_pooled:
-            k_h, k_p = kernel[:LSTM_UNITS], kernel[LSTM_UNITS:]
-        else:
-            k_h, k_p = (kernel, None) if cfg.use_lstm else (None, kernel)
-        pooled_sum = pooled_sum + (ops.matmul(e, k_p) if k_p is not None else 0.0)
+        pooled_sum = pooled_sum + ops.matmul(e, self.pooled_out.kernel)  # once for all rows
         count = count + 1.0
-        pre = self.head_dense.bias + ops.sum(select * pooled_sum, axis=0, keepdims=True) / ops.sum(
-            select * count, axis=0, keepdims=True
-        ) * (1.0 if k_p is not None else 0.0)
-        if k_h is not None:
-            pre = pre + ops.matmul(ops.sum(select * h2, axis=0, keepdims=True), k_h)
-        y = self.out(p.head_act(pre))
-        return y, h1, c1, h2, c2, pooled_sum, count
+        logits = 0.0
+        if cfg.use_pooled:
+            mean = ops.sum(select * pooled_sum, axis=0, keepdims=True) / ops.sum(
+                select * count, axis=0, keepdims=True
+            )
+            logits = logits + mean + self.pooled_out.bias
+        if cfg.use_lstm:
+            h = ops.sum(select * h2, axis=0, keepdims=True)
+            logits = logits + self.lstm_out(p.head_act(self.head_dense(h)))
+        return p.activation(logits), h1, c1, h2, c2, pooled_sum, count
 
 
 def build_step_model(members: list[MoodLayers], rows: int) -> keras.Model:
@@ -208,7 +215,7 @@ def build_step_model(members: list[MoodLayers], rows: int) -> keras.Model:
     for k, parts in enumerate(members):
         st = {
             n: keras.Input((w,), batch_size=rows, name=f"m{k}_{n}")
-            for n, w in state_shapes().items()
+            for n, w in state_shapes(parts.config.n_outputs).items()
         }
         inputs += list(st.values())
         y, *new = _StaggeredStep(parts, name=f"m{k}_step")(mfcc, lld, emb, *st.values(), select)

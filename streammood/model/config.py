@@ -3,7 +3,7 @@ artifacts, CLI and data code can use them without importing the training stack."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,10 +53,15 @@ class ModelConfig:
 
     task: str = "classification"
     input_dropout: float = 0.3
+    """Dropout on the per-step input of the LSTMs."""
     head_dropout: float = 0.5
+    """Dropout in the LSTM branch's head."""
+    pooled_dropout: float = 0.2
+    """Dropout on the running-mean embedding before its linear read-out."""
+    pooled_l2: float = 0.01
+    """L2 penalty on the pooled branch's read-out weights."""
     use_lstm: bool = True
     use_pooled: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -65,5 +70,3 @@ class ModelConfig:
     @property
     def n_outputs(self) -> int:
         return 4 if self.task == "classification" else 2
-
-
