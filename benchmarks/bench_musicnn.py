@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streammood.features.layout import EMBED_EVERY, MEL_BANDS, MEL_PATCH_FRAMES  # noqa: E402
-from streammood.model.embedding import DEFAULT_TFLITE, MusicnnEmbedder  # noqa: E402
+from streammood.model.embedding import MSD_MTT_TFLITE, MusicnnEmbedder  # noqa: E402
 
 CHOICES = {"MSD": ("MSD",), "MTT": ("MTT",), "MSD+MTT": ("MSD", "MTT")}
 
@@ -48,7 +48,7 @@ def tflite_files(cache: Path) -> dict[str, Path]:
     """The shipped combined file and single-model files (built once into ``cache``)."""
     from streammood.model.musicnn import build_embedder, export_tflite
 
-    files = {"MSD+MTT": DEFAULT_TFLITE}
+    files = {"MSD+MTT": MSD_MTT_TFLITE}
     for name in ("MSD", "MTT"):
         path = cache / f"{name.lower()}.tflite"
         if not path.is_file():

@@ -40,7 +40,7 @@ from streammood.features.layout import (  # noqa: E402
     MEL_PATCH_FRAMES,
     MEL_RATE,
 )
-from streammood.model.embedding import DEFAULT_TFLITE, MusicnnEmbedder  # noqa: E402
+from streammood.model.embedding import MSD_MTT_TFLITE, MusicnnEmbedder  # noqa: E402
 
 HOPS = {"2s": 125, "3s": MEL_PATCH_FRAMES}
 """Patch hops in mel frames: 2 s (125 frames of 16 ms) and 3 s (non-overlapping)."""
@@ -123,7 +123,7 @@ def probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seeds, c: float) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "4q")
-    parser.add_argument("--tflite", type=Path, default=DEFAULT_TFLITE)
+    parser.add_argument("--tflite", type=Path, default=MSD_MTT_TFLITE)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--cached-only", action="store_true",

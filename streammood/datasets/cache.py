@@ -81,10 +81,11 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def default_embedder_model() -> Path | None:
-    """The pretrained embedder shipped under ``models/musicnn/`` (first ``*.tflite`` by name), or
-    None when there is none."""
-    found = sorted((_REPO_ROOT / "models" / "musicnn").glob("*.tflite"))
-    return found[0] if found else None
+    """The product's pretrained embedder (:data:`~streammood.model.embedding.DEFAULT_TFLITE`),
+    or None when it is not there."""
+    from streammood.model.embedding import DEFAULT_TFLITE
+
+    return DEFAULT_TFLITE if DEFAULT_TFLITE.is_file() else None
 
 
 class FeatureCache:

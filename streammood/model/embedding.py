@@ -14,10 +14,12 @@ from ai_edge_litert.interpreter import Interpreter
 from streammood.errors import StreammoodError
 from streammood.features.layout import MEL_BANDS, MEL_PATCH_FRAMES
 
-DEFAULT_TFLITE = Path(__file__).resolve().parents[2] / "models" / "musicnn" / "msd_mtt.tflite"
-"""The shipped MSD + MTT embedder (400 values per patch)."""
-MSD_TFLITE = DEFAULT_TFLITE.with_name("msd.tflite")
-"""The shipped MSD-only embedder (200 values per patch; as good in the 4Q probe, half the cost)."""
+MSD_MTT_TFLITE = Path(__file__).resolve().parents[2] / "models" / "musicnn" / "msd_mtt.tflite"
+"""MSD + MTT embedder (400 values per patch), for the studies in ``benchmarks/``."""
+MSD_TFLITE = MSD_MTT_TFLITE.with_name("msd.tflite")
+"""MSD-only embedder (200 values per patch): as good in the 4Q probe at half the cost."""
+DEFAULT_TFLITE = MSD_TFLITE
+"""The embedder the product uses (features, training cache, model artifacts)."""
 
 
 class EmbedderError(StreammoodError):

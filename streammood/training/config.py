@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streammood.features.layout import FEATURE_VERSION
+from streammood.features.layout import EMBED_EVERY, FEATURE_VERSION
 from streammood.model.config import ModelConfig
 
 FEATURES_NOTE = (
     f"feature layout v{FEATURE_VERSION}: per 500 ms step an MFCC block (21, 20), 260 openSMILE "
-    "ComParE_2016 LLD/delta statistics, and a musicnn (MSD+MTT) embedding of the 3 s ending at "
-    "the step, refreshed every 4th step"
+    "ComParE_2016 LLD/delta statistics, and a musicnn (MSD) embedding of the 3 s ending at "
+    f"the step, refreshed every {EMBED_EVERY}th step"
 )
 
 

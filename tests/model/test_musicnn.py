@@ -10,7 +10,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from streammood.model import musicnn  # noqa: E402
-from streammood.model.embedding import DEFAULT_TFLITE, MSD_TFLITE, MusicnnEmbedder  # noqa: E402
+from streammood.model.embedding import MSD_MTT_TFLITE, MSD_TFLITE, MusicnnEmbedder  # noqa: E402
 
 pytestmark = pytest.mark.data
 
@@ -93,7 +93,7 @@ def test_embedder_concatenates_in_order(models, musicnn_patches):
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("path, which", [(DEFAULT_TFLITE, ("MSD", "MTT")), (MSD_TFLITE, ("MSD",))])
+@pytest.mark.parametrize("path, which", [(MSD_MTT_TFLITE, ("MSD", "MTT")), (MSD_TFLITE, ("MSD",))])
 def test_shipped_tflite_matches_keras(path, which, musicnn_patches):
     keras_out = musicnn.build_embedder(which)(musicnn_patches).numpy()
     lite_out = MusicnnEmbedder(path).embed(musicnn_patches)
