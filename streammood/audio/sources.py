@@ -139,7 +139,7 @@ class FileSource:
     """
 
     def __init__(
-        self, path: str | Path, realtime: bool = False, block_seconds: float = 0.1
+        self, path: str | Path, realtime: bool = False, block_seconds: float = 0.05
     ) -> None:
         if block_seconds <= 0:
             raise ValueError(f"block_seconds must be > 0, got {block_seconds}")

@@ -27,6 +27,10 @@ class TrainConfig:
     patience: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-3
+    step_weight_power: float = 1.0
+    """Per-step loss weight ``((t + 1) / T) ** power``: every prefix of the window is trained
+    (the live path publishes prefixes before 60 steps), the full window most; 0 weighs all
+    steps alike."""
     model: ModelConfig = field(default_factory=ModelConfig)
 
 

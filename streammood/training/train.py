@@ -59,16 +59,20 @@ def _inputs(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
     return [arrays["mfcc"], arrays["lld"], arrays["emb"]]
 
 
-def _targets(arrays: dict[str, np.ndarray], task: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step targets ``(N, T)`` or ``(N, T, 2)`` and per-step weights ``(N, T)`` (real steps)."""
+def _targets(
+    arrays: dict[str, np.ndarray], task: str, power: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step targets ``(N, T)`` or ``(N, T, 2)`` and per-step weights ``(N, T)``: real steps
+    only, weighted ``((t + 1) / T) ** power``."""
     mask = arrays["mask"].astype(np.float32)
     steps = mask.shape[1]
+    weights = mask * (np.arange(1, steps + 1, dtype=np.float32) / steps) ** power
     if task == "classification":
-        return np.repeat(arrays["label"][:, None], steps, axis=1), mask
+        return np.repeat(arrays["label"][:, None], steps, axis=1), weights
     va = arrays["va"]
     if va.ndim == 2:  # static label for every step
         va = np.repeat(va[:, None, :], steps, axis=1)
-    return va.astype(np.float32), mask
+    return va.astype(np.float32), weights
 
 
 def fit_member(
@@ -90,8 +94,8 @@ def fit_member(
         loss="sparse_categorical_crossentropy" if classification else "mean_absolute_error",
         weighted_metrics=["accuracy"] if classification else ["mean_squared_error"],
     )
-    y_train, w_train = _targets(train, config.task)
-    y_val, w_val = _targets(val, config.task)
+    y_train, w_train = _targets(train, config.task, config.step_weight_power)
+    y_val, w_val = _targets(val, config.task, config.step_weight_power)
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.patience, restore_best_weights=True
     )
