@@ -418,6 +418,7 @@ def train(
         Path(data_dir),
         Path(out),
         config,
+        command=" ".join(["streammood", *sys.argv[1:]]),
         name=name,
         version=version,
         cache_dir=Path(cache_dir) if cache_dir else None,

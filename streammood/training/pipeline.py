@@ -22,6 +22,7 @@ from streammood.errors import StreammoodError
 from streammood.model.artifact import ModelArtifact, load_artifact
 from streammood.model.labels import QUADRANTS, quadrant_index, va_from_probs
 from streammood.training import metrics, plots
+from streammood.training.card import write_model_card
 from streammood.training.config import FEATURES_NOTE, TrainConfig
 
 # TensorFlow (streammood.training.train) is imported only after feature extraction: openSMILE's
@@ -144,8 +145,10 @@ def run_train(
     cache_dir: Path | None = None,
     jobs: int | None = None,
     console: Console | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    """Train an ensemble, evaluate it on the held-out test songs, write the artifact to ``out``."""
+    """Train an ensemble, evaluate it on the held-out test songs, write the artifact and its
+    model card (``README.md``, with ``command`` as the way to reproduce it) to ``out``."""
     console = console or Console(stderr=True)
     arrays = load_dataset(dataset, Path(data_dir), config.task, cache_dir, jobs)
     if config.test_size > 0:
@@ -201,6 +204,7 @@ def run_train(
         version=version,
         extra=extra,
     )
+    write_model_card(out, load_artifact(out).manifest, command or "streammood train ...")
     return {"artifact": str(out), "members": summaries, "test": report}
 
 

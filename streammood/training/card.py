@@ -1,0 +1,150 @@
+"""The model card: a ``README.md`` written next to every trained artifact, from its manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from streammood.model.labels import QUADRANTS
+
+
+def _f(x: Any) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def render_model_card(manifest: dict[str, Any], command: str) -> str:
+    """Markdown model card of an artifact (``manifest.json`` contents)."""
+    tr = manifest.get("training", {})
+    split = tr.get("split", {})
+    test = manifest.get("metrics", {}).get("test") or {}
+    cfg = manifest.get("model_config", {})
+    members = tr.get("members", [])
+    lines = [
+        f"# {manifest['name']} v{manifest['version']}",
+        "",
+        f"Task: **{manifest['task']}** of Russell's circumplex quadrants, class order "
+        f"{', '.join(QUADRANTS)} (AP = +valence +arousal, AN = −valence +arousal, "
+        "PP = +valence −arousal, PN = −valence −arousal). One prediction every 500 ms over an "
+        f"exact rolling window of {manifest['window_steps']} steps (30 s); before 30 s have "
+        "arrived, over the steps so far.",
+        "",
+        "## Model",
+        "",
+        "The seed's CNN-LSTM — per step a 1-D CNN over the 21 x 20 MFCC block (LayerNorm, "
+        "Conv1D 32x8 / 64x4 / 64x4 with max-pooling, Dense 256, LeakyReLU 0.05) concatenated with "
+        "260 openSMILE ComParE_2016 LLD statistics — strengthened with a pretrained musicnn "
+        f"embedding ({manifest['emb_dim']} values, MSD tagger, penultimate layer) of the 3 s "
+        "ending at the step. Two LSTM(128) run over the window; their head and a linear, "
+        "L2-regularised read-out of the window's running-mean embedding add up to the logits. "
+        f"An ensemble of {manifest['members']} seeds is averaged inside the exported step model. "
+        f"Hyper-parameters: `{cfg}`.",
+        "",
+        f"Features: {tr.get('features', '')}. Normalisation statistics come from the training "
+        "songs and are part of the model.",
+        "",
+        "**Valence and arousal** of this classifier come from the quadrant probabilities: "
+        "valence = P(AP) + P(PP) − P(AN) − P(PN), arousal = P(AP) + P(AN) − P(PP) − P(PN), "
+        "each in [−1, 1].",
+        "",
+        "Serving: `step.tflite` (LiteRT, explicit LSTM states, 60 staggered windows advanced in "
+        "one call) and `embedder.tflite` (musicnn on LiteRT); no TensorFlow needed. "
+        "`keras/member*.weights.h5` hold the Keras members for further training and evaluation.",
+        "",
+        "## Data and split",
+        "",
+        f"Data set: `{tr.get('dataset')}` from `{tr.get('data_dir')}`. Split: {split.get('method')}"
+        f" (seed {split.get('seed')}): 80/20 train+validation / test, then 80/20 train / "
+        "validation (the seed report's protocol). No artist appears in two parts; test figures "
+        "come from models that never saw the test songs or their artists.",
+        "",
+        "| part | songs | artists | " + " | ".join(QUADRANTS) + " |",
+        "|---|---|---|" + "---|" * len(QUADRANTS),
+    ]
+    for part in ("train", "validation", "test"):
+        d = split.get(part) or {}
+        per = d.get("per_class") or {}
+        lines.append(
+            f"| {part} | {d.get('songs', 0)} | {d.get('groups', 0)} | "
+            + " | ".join(str(per.get(q, 0)) for q in QUADRANTS)
+            + " |"
+        )
+    if members:
+        lines += [
+            "",
+            "Training: "
+            + ", ".join(
+                f"seed {m['seed']}: best epoch {m['best_epoch']} of {m['epochs_run']} "
+                f"({m['seconds']:.0f} s)"
+                for m in members
+            )
+            + " (early stopping on the validation loss).",
+        ]
+    if test:
+        pw, ps = test.get("per_window", {}), test.get("per_step", {})
+        lines += [
+            "",
+            "## Metrics on the artist-disjoint test split",
+            "",
+            "| | per window (song, last step) | per step |",
+            "|---|---|---|",
+            f"| accuracy | {_f(pw.get('accuracy'))} | {_f(ps.get('accuracy'))} |",
+            f"| macro-F1 | {_f(pw.get('macro_f1'))} | {_f(ps.get('macro_f1'))} |",
+            f"| ROC AUC (one-vs-rest) | {_f(pw.get('roc_auc'))} | {_f(ps.get('roc_auc'))} |",
+            "",
+            "| per window | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        for q in QUADRANTS:
+            c = pw.get("per_class", {}).get(q, {})
+            lines.append(
+                f"| {q} | {_f(c.get('precision'))} | {_f(c.get('recall'))} | "
+                f"{_f(c.get('f1'))} | {c.get('support', 0)} |"
+            )
+        cm = pw.get("confusion_matrix")
+        if cm:
+            lines += [
+                "",
+                "Confusion matrix per window (rows true, columns predicted):",
+                "",
+                "| true \\ predicted | " + " | ".join(QUADRANTS) + " |",
+                "|---|" + "---|" * len(QUADRANTS),
+            ]
+            lines += [
+                f"| {q} | " + " | ".join(str(v) for v in row) + " |"
+                for q, row in zip(QUADRANTS, cm, strict=True)
+            ]
+        lines += ["", "Pictures: `report/confusion_matrix.png`, `report/va_plane.png`."]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        "## Credits and licences",
+        "",
+        '- musicnn weights: Jordi Pons and Xavier Serra, "musicnn: pre-trained convolutional '
+        'neural networks for music audio tagging", ISMIR 2019 LBD; ISC licence, © 2019 Jordi '
+        "Pons (see `models/musicnn/README.md`). Converted unchanged from the checkpoints in the "
+        "`musicnn==0.1.0` wheel.",
+        '- 4Q audio emotion data set: Panda, Malheiro & Paiva, "Novel audio features for music '
+        'emotion recognition", IEEE Trans. Affective Computing, 2018; research use, not '
+        "redistributed here.",
+        "- openSMILE ComParE_2016 feature set (audEERING), through the `opensmile` package.",
+        "",
+        "## Limitations",
+        "",
+        "Trained on 30 s AllMusic clips with song-level labels (720 songs): quadrant labels "
+        "describe whole clips, so per-step predictions inside a song are not individually "
+        "validated. Western popular genres dominate the data. Scores at n = 144 test songs carry "
+        "about ±0.07 of sampling noise.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(folder: Path, manifest: dict[str, Any], command: str) -> Path:
+    path = Path(folder) / "README.md"
+    path.write_text(render_model_card(manifest, command))
+    return path
