@@ -31,6 +31,8 @@ class TrainConfig:
     """Per-step loss weight ``((t + 1) / T) ** power``: every prefix of the window is trained
     (the live path publishes prefixes before 60 steps), the full window most; 0 weighs all
     steps alike."""
+    pooled_first: bool = True
+    """Train the pooled read-out alone first, then the whole model (see ``fit_member``)."""
     model: ModelConfig = field(default_factory=ModelConfig)
 
 

@@ -84,34 +84,54 @@ def fit_member(
     hook: ProgressHook | None = None,
     name: str = "m0",
 ) -> tuple[MoodLayers, dict[str, Any]]:
-    """Train one ensemble member; returns its layers (best validation weights) and a summary."""
+    """Train one ensemble member; returns its layers (best validation weights) and a summary.
+
+    With ``config.pooled_first`` (and both branches on), training has two stages: the linear
+    read-out of the mean embedding alone first (the LSTM branch frozen, its output layer at
+    zero), then everything at a lower learning rate starting from that solution — the LSTM branch
+    learns a correction, and early stopping can only keep what helps on validation.
+    """
     keras.utils.set_random_seed(seed)
     parts = MoodLayers(config.model, norm, name=name)
     model = build_window_model(parts)
-    classification = config.task == "classification"
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="sparse_categorical_crossentropy" if classification else "mean_absolute_error",
-        weighted_metrics=["accuracy"] if classification else ["mean_squared_error"],
-    )
     y_train, w_train = _targets(train, config.task, config.step_weight_power)
     y_val, w_val = _targets(val, config.task, config.step_weight_power)
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.patience, restore_best_weights=True
-    )
     started = time.perf_counter()
-    history = model.fit(
-        _inputs(train),
-        y_train,
-        sample_weight=w_train,
-        validation_data=(_inputs(val), y_val, w_val),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=[stopper, _EpochHook(f"seed {seed}", config.epochs, hook)],
-    )
-    losses = history.history["val_loss"]
+    staged = config.pooled_first and config.model.use_lstm and config.model.use_pooled
+    lstm_branch = [parts.cnn, parts.cell1, parts.cell2, parts.head_dense, parts.lstm_out]
+    stages = [(config.learning_rate, False), (config.learning_rate * 0.3, True)] if staged else [
+        (config.learning_rate, True)
+    ]
+    if staged:
+        for w in parts.lstm_out.weights:
+            w.assign(np.zeros(w.shape, np.float32))
+    losses: list[float] = []
+    for k, (lr, lstm_trainable) in enumerate(stages):
+        for layer in lstm_branch:
+            layer.trainable = lstm_trainable
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr),
+            loss="sparse_categorical_crossentropy"
+            if config.task == "classification"
+            else "mean_absolute_error",
+        )
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        )
+        history = model.fit(
+            _inputs(train),
+            y_train,
+            sample_weight=w_train,
+            validation_data=(_inputs(val), y_val, w_val),
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=[stopper, _EpochHook(f"seed {seed}.{k + 1}", config.epochs, hook)],
+        )
+        losses += history.history["val_loss"]
+    for layer in lstm_branch:
+        layer.trainable = True
     summary = {
         "seed": seed,
         "epochs_run": len(losses),

@@ -1,0 +1,181 @@
+"""``train`` and ``evaluate`` end to end on real clips (small subsets, few epochs)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streammood.model.artifact import load_artifact
+from streammood.model.runtime import MoodRuntime
+
+PER_QUADRANT = 6
+
+
+@pytest.fixture(scope="module")
+def small_fourq(fourq_dir: Path, tmp_path_factory) -> Path:
+    """A 4Q-layout folder with the first clips of each quadrant (symlinks) and their CSV rows."""
+    root = tmp_path_factory.mktemp("fourq-small")
+    keep = set()
+    for q in ("Q1", "Q2", "Q3", "Q4"):
+        (root / q).mkdir()
+        for clip in sorted((fourq_dir / q).glob("*.mp3"))[:PER_QUADRANT]:
+            os.symlink(clip, root / q / clip.name)
+            keep.add(clip.stem)
+    for name in ("annotations.csv", "metadata.csv"):
+        with open(fourq_dir / name, newline="") as src, open(root / name, "w", newline="") as dst:
+            rows = list(csv.reader(src))
+            writer = csv.writer(dst)
+            writer.writerow(rows[0])
+            writer.writerows(r for r in rows[1:] if r[0] in keep)
+    return root
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streammood", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_on_real_clips(small_fourq: Path, tmp_path: Path):
+    out, cache, report = tmp_path / "model", tmp_path / "cache", tmp_path / "report"
+    run = _cli(
+        "train",
+        "--dataset",
+        "4q",
+        "--data-dir",
+        str(small_fourq),
+        "--out",
+        str(out),
+        "--seeds",
+        "2",
+        "--epochs",
+        "3",
+        "--test-size",
+        "0.25",
+        "--val-size",
+        "0.34",
+        "--cache-dir",
+        str(cache),
+        "--jobs",
+        "2",
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(list(cache.glob("*.npz"))) == 4 * PER_QUADRANT  # features cached once per clip
+
+    artifact = load_artifact(out)
+    manifest = artifact.manifest
+    assert manifest["members"] == 2 and manifest["task"] == "classification"
+    seen, test = set(manifest["training"]["seen_songs"]), manifest["training"]["test_songs"]
+    assert seen and test and seen.isdisjoint(test)
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "per_class", "roc_auc", "confusion_matrix"):
+        assert key in metrics
+    assert np.array(metrics["confusion_matrix"]).sum() == len(test)
+    card = (out / "README.md").read_text()
+    assert "streammood train --dataset 4q" in card and f"{metrics['macro_f1']:.3f}" in card
+
+    rt = MoodRuntime(artifact)  # the exported streaming model runs
+    pred = rt.step(np.zeros((21, 20)), np.zeros(260), np.zeros(artifact.emb_dim))
+    assert abs(float(pred.probs.sum()) - 1) < 1e-5
+
+    # evaluate: by default only songs the model never saw; the cache is reused
+    run = _cli(
+        "evaluate",
+        "--dataset",
+        "4q",
+        "--data-dir",
+        str(small_fourq),
+        "--model",
+        str(out),
+        "--report",
+        str(report),
+        "--cache-dir",
+        str(cache),
+        "--jobs",
+        "2",
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    evaluated = json.loads((report / "metrics.json").read_text())
+    assert evaluated["n_windows"] == len(test)
+    assert evaluated["per_window"]["confusion_matrix"] == metrics["per_window"]["confusion_matrix"]
+    for png in ("confusion_matrix.png", "va_plane.png"):
+        assert (report / png).stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_train_regression_on_deam_layout(deam_dir: Path, tmp_path: Path):
+    out = tmp_path / "deam-model"
+    run = _cli(
+        "train",
+        "--dataset",
+        "deam",
+        "--data-dir",
+        str(deam_dir),
+        "--task",
+        "regression",
+        "--out",
+        str(out),
+        "--seeds",
+        "1",
+        "--epochs",
+        "2",
+        "--test-size",
+        "0",
+        "--val-size",
+        "0.34",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--jobs",
+        "2",
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    artifact = load_artifact(out)
+    assert artifact.task == "regression"
+    pred = MoodRuntime(artifact).step(np.zeros((21, 20)), np.zeros(260), np.zeros(artifact.emb_dim))
+    assert -1 <= pred.valence <= 1 and -1 <= pred.arousal <= 1
+
+
+def test_train_refuses_regression_on_4q(small_fourq: Path, tmp_path: Path):
+    run = _cli(
+        "train",
+        "--dataset",
+        "4q",
+        "--data-dir",
+        str(small_fourq),
+        "--task",
+        "regression",
+        "--out",
+        str(tmp_path / "m"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
+    assert run.returncode == 2
+    assert "quadrant labels only" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_evaluate_with_a_wrong_model_folder_is_one_line(small_fourq: Path, tmp_path: Path):
+    run = _cli(
+        "evaluate",
+        "--dataset",
+        "4q",
+        "--data-dir",
+        str(small_fourq),
+        "--model",
+        str(tmp_path),
+        "--report",
+        str(tmp_path / "r"),
+    )
+    assert run.returncode == 2
+    assert "not a streammood model" in run.stderr and "Traceback" not in run.stderr
