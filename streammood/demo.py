@@ -52,8 +52,10 @@ def demo_audio(workdir: Path) -> Path:
 
         parts = [load_audio(q1[0]), load_audio(q3[0])]
         y = np.concatenate([_to_demo_rate(y, sr) for y, sr in parts])
-        print(f"demo: tagging {q1[0].name} (4Q Q1, active-positive) then {q3[0].name} (Q3, "
-              "passive-negative), in real time")
+        print(
+            f"demo: tagging {q1[0].name} (4Q Q1, active-positive) then {q3[0].name} (Q3, "
+            "passive-negative), in real time"
+        )
     else:
         y = synthesise()
         print("demo: tagging a synthesised piece (bright fast section, then dark slow chords)")
@@ -77,7 +79,10 @@ def main() -> int:
         audio = demo_audio(Path(tmp))
         env = {**os.environ, "STREAMMOOD_REDIS_URL": endpoint.url}
         subscriber = subprocess.Popen(
-            [*exe, "subscribe", "--source", "demo"], env=env, stdout=subprocess.PIPE, text=True,
+            [*exe, "subscribe", "--source", "demo"],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
             bufsize=1,
         )
         listener = subprocess.Popen(

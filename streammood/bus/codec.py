@@ -129,7 +129,7 @@ def decode_frame(
     if len(buf) < end:
         raise FrameError(f"frame is truncated: header needs {hlen} bytes, {len(buf) - 8} present")
     try:
-        header = json.loads(bytes(buf[_PREFIX.size:end]).decode("utf-8"))
+        header = json.loads(bytes(buf[_PREFIX.size : end]).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise FrameError(f"frame header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
@@ -190,8 +190,12 @@ def _check_header(header: dict[str, Any]) -> None:
         names.add(name)
         if dtype != FRAME_DTYPE:
             raise FrameError(f"frame array {name!r} has dtype {dtype!r}, expected {FRAME_DTYPE!r}")
-        if not isinstance(shape, list) or len(shape) > 8 or not all(
-            isinstance(n, int) and not isinstance(n, bool) and 0 <= n < (1 << 31) for n in shape
+        if (
+            not isinstance(shape, list)
+            or len(shape) > 8
+            or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n < (1 << 31) for n in shape
+            )
         ):
             raise FrameError(f"frame array {name!r} has invalid shape {shape!r}")
         if 4 * math.prod(shape) > MAX_FRAME_BYTES:

@@ -171,13 +171,28 @@ def start_embedded(
         port = _free_port(host)
         url = f"redis://{host}:{port}/0"
         cmd = [
-            binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
-            "--dir", str(state_path.parent), "--logfile", str(log_path),
-            "--daemonize", "no", "--protected-mode", "yes",
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(state_path.parent),
+            "--logfile",
+            str(log_path),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
         ]
         with open(log_path, "ab") as out:  # start-up errors go to stderr, not the log file
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            )
         end = time.monotonic() + timeout
         while time.monotonic() < end and proc.poll() is None:
             if is_reachable(url, timeout=0.2):
@@ -186,10 +201,17 @@ def start_embedded(
         if proc.poll() is None and is_reachable(url, timeout=0.5):
             server = EmbeddedRedis(url, proc, state_path, log_path)
             tmp = state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({
-                "url": url, "pid": proc.pid, "owner_pid": os.getpid(),
-                "binary": binary, "started_at": time.time(),
-            }))
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "url": url,
+                        "pid": proc.pid,
+                        "owner_pid": os.getpid(),
+                        "binary": binary,
+                        "started_at": time.time(),
+                    }
+                )
+            )
             tmp.replace(state_path)
             atexit.register(server.stop)
             return server
@@ -227,9 +249,11 @@ class RedisEndpoint:
         """One line saying where Redis is, password redacted."""
         shown = redact_url(self.url)
         if self.origin == "started":
-            return (f"started an embedded Redis server at {shown} (state in "
-                    f"{self.server.state_path if self.server else state_file()}); it stops "
-                    "when this command ends")
+            return (
+                f"started an embedded Redis server at {shown} (state in "
+                f"{self.server.state_path if self.server else state_file()}); it stops "
+                "when this command ends"
+            )
         if self.origin == "embedded":
             return f"using the embedded Redis server at {shown}"
         return f"using Redis at {shown}"

@@ -232,8 +232,12 @@ class Outbox(Generic[T]):
                 if write_metrics:
                     self._add_metrics(pipe, extra, len(items))
                 pipe.execute()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                    redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError) as exc:
+            except (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                redis.exceptions.BusyLoadingError,
+                redis.exceptions.ReadOnlyError,
+            ) as exc:
                 with self._lock:
                     self._stats.failures += 1
                     self._stats.connected = False
@@ -243,8 +247,13 @@ class Outbox(Generic[T]):
                     self._metrics_due = 0.0
                 if down_since is None:
                     down_since = time.monotonic()
-                    log.warning("Redis at %s unavailable (%s); buffering up to %d %s",
-                                self.where, exc.__class__.__name__, self._buffer, self.kind)
+                    log.warning(
+                        "Redis at %s unavailable (%s); buffering up to %d %s",
+                        self.where,
+                        exc.__class__.__name__,
+                        self._buffer,
+                        self.kind,
+                    )
                 if not self._stop.is_set():
                     self._stop.wait(delay)
                 else:
@@ -264,9 +273,13 @@ class Outbox(Generic[T]):
                 if down_since is not None:
                     self._stats.reconnects += 1
                     self._stats.connected = True
-                    log.warning("Redis at %s is back after %.1f s; %d %s dropped so far",
-                                self.where, time.monotonic() - down_since, self._stats.dropped,
-                                self.kind)
+                    log.warning(
+                        "Redis at %s is back after %.1f s; %d %s dropped so far",
+                        self.where,
+                        time.monotonic() - down_since,
+                        self._stats.dropped,
+                        self.kind,
+                    )
                     down_since = None
                     delay = self._backoff[0]
                     self._metrics_due = 0.0
@@ -335,8 +348,12 @@ class MoodPublisher(Outbox[MoodMessage]):
         for msg in items:
             text = msg.to_json()
             pipe.publish(channel, text)
-            pipe.xadd(self.keys.mood_stream(msg.source), {"json": text},
-                      maxlen=self.maxlen, approximate=True)
+            pipe.xadd(
+                self.keys.mood_stream(msg.source),
+                {"json": text},
+                maxlen=self.maxlen,
+                approximate=True,
+            )
         pipe.sadd(self.keys.mood_sources, *{m.source for m in items})
 
 
@@ -388,6 +405,10 @@ class FramePublisher(Outbox[tuple[str, bytes]]):
             if frame is self._RESET or not frame:
                 pipe.delete(self.keys.frames_stream(source), self.keys.cursor(source))
                 continue
-            pipe.xadd(self.keys.frames_stream(source), {"frame": frame},
-                      maxlen=self.maxlen, approximate=True)
+            pipe.xadd(
+                self.keys.frames_stream(source),
+                {"frame": frame},
+                maxlen=self.maxlen,
+                approximate=True,
+            )
         pipe.sadd(self.keys.frame_sources, *{s for s, _ in items})

@@ -164,8 +164,17 @@ class MoodMessage:
 
 
 _FIELDS = (
-    "source", "seq", "t_start", "t_end", "valence", "arousal", "quadrant", "probs",
-    "window_steps", "model", "emitted_at",
+    "source",
+    "seq",
+    "t_start",
+    "t_end",
+    "valence",
+    "arousal",
+    "quadrant",
+    "probs",
+    "window_steps",
+    "model",
+    "emitted_at",
 )
 
 
@@ -192,22 +201,28 @@ def _validate(msg: MoodMessage) -> None:
         raise MessageError("mood message field 'window_steps' must be >= 1")
     for name in ("t_start", "t_end", "valence", "arousal", "emitted_at"):
         value = getattr(msg, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-            value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
         ):
             raise MessageError(
                 f"mood message field {name!r} must be a finite number, got {value!r}"
             )
     if not 0.0 <= msg.t_start <= msg.t_end:
-        raise MessageError(f"mood message times must satisfy 0 <= t_start <= t_end, got "
-                           f"{msg.t_start!r}, {msg.t_end!r}")
+        raise MessageError(
+            f"mood message times must satisfy 0 <= t_start <= t_end, got "
+            f"{msg.t_start!r}, {msg.t_end!r}"
+        )
     for name in ("valence", "arousal"):
         if not -1.0 <= getattr(msg, name) <= 1.0:
-            raise MessageError(f"mood message field {name!r} must lie in [-1, 1], "
-                               f"got {getattr(msg, name)!r}")
+            raise MessageError(
+                f"mood message field {name!r} must lie in [-1, 1], got {getattr(msg, name)!r}"
+            )
     if msg.quadrant not in QUADRANTS:
-        raise MessageError(f"mood message quadrant {msg.quadrant!r} is not one of "
-                           f"{', '.join(QUADRANTS)}")
+        raise MessageError(
+            f"mood message quadrant {msg.quadrant!r} is not one of {', '.join(QUADRANTS)}"
+        )
     if not isinstance(msg.probs, dict) or set(msg.probs) != set(QUADRANTS):
         keys = sorted(msg.probs) if isinstance(msg.probs, dict) else msg.probs
         raise MessageError(f"mood message probs must have keys {', '.join(QUADRANTS)}, got {keys}")

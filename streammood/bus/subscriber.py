@@ -65,8 +65,10 @@ def read_history(
     keys = Keys(prefix)
     if count <= 0:
         return []
-    sources = [validate_source(source)] if source else sorted(
-        _text(s) for s in client.smembers(keys.mood_sources)
+    sources = (
+        [validate_source(source)]
+        if source
+        else sorted(_text(s) for s in client.smembers(keys.mood_sources))
     )
     entries: list[tuple[tuple[int, int], MoodMessage]] = []
     for src in sources:
@@ -135,8 +137,9 @@ def subscribe_moods(
                 item = pubsub.get_message(timeout=poll)
                 delay = 0.1
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                log.warning("mood subscription lost (%s); retrying in %.1f s",
-                            exc.__class__.__name__, delay)
+                log.warning(
+                    "mood subscription lost (%s); retrying in %.1f s", exc.__class__.__name__, delay
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 item = None
@@ -341,8 +344,16 @@ class FrameReader:
             if not replay:
                 self._pending_ack[src] = eid
             return None
-        return Frame(src, header["seq"], float(header["t_start"]), float(header["t_end"]),
-                     arrays, header, eid, replay)
+        return Frame(
+            src,
+            header["seq"],
+            float(header["t_start"]),
+            float(header["t_end"]),
+            arrays,
+            header,
+            eid,
+            replay,
+        )
 
     def _write_acks(self) -> None:
         if not self._pending_ack:
@@ -419,9 +430,11 @@ class FrameReader:
 def mood_line(msg: MoodMessage) -> str:
     """A compact one-line rendering: stream time, source, quadrant, valence, arousal, window."""
     clock = time.strftime("%H:%M:%S", time.localtime(msg.emitted_at))
-    return (f"{clock}  {msg.source:<16} t={msg.t_end:8.1f}s  {msg.quadrant}  "
-            f"v={msg.valence:+.2f}  a={msg.arousal:+.2f}  p={msg.probs[msg.quadrant]:.2f}  "
-            f"[{msg.window_steps} steps]")
+    return (
+        f"{clock}  {msg.source:<16} t={msg.t_end:8.1f}s  {msg.quadrant}  "
+        f"v={msg.valence:+.2f}  a={msg.arousal:+.2f}  p={msg.probs[msg.quadrant]:.2f}  "
+        f"[{msg.window_steps} steps]"
+    )
 
 
 def watch(

@@ -292,13 +292,21 @@ def resolve_static(
                 "DEAM %s, part %s: valence and arousal look swapped (%d of %d songs fit their "
                 "dynamic annotations better swapped; mean error %.3f swapped vs %.3f as read); "
                 "using them swapped",
-                c.file, c.part, c.n_swapped_better, c.n_checked, c.err_swapped, c.err_straight,
+                c.file,
+                c.part,
+                c.n_swapped_better,
+                c.n_checked,
+                c.err_swapped,
+                c.err_straight,
             )
         elif c.n_swapped_better:
             log.warning(
                 "DEAM %s, part %s: %d of %d songs fit their dynamic annotations better with "
                 "valence and arousal swapped; not a systematic swap, kept as read",
-                c.file, c.part, c.n_swapped_better, c.n_checked,
+                c.file,
+                c.part,
+                c.n_swapped_better,
+                c.n_checked,
             )
     out = {}
     for song, label in static.items():

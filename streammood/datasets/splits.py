@@ -92,3 +92,39 @@ def train_val_test_split(
     rest, test_idx = split_by_group(labels, groups, test_size, seed)
     train_sub, val_sub = split_by_group(labels[rest], groups[rest], val_size, seed + 1)
     return rest[train_sub], rest[val_sub], test_idx
+
+
+def member_folds(
+    labels: Sequence[int] | np.ndarray,
+    groups: Sequence[str] | np.ndarray,
+    n_members: int,
+    val_size: float = 0.2,
+    seed: int = 0,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train/validation splits for the members of an ensemble, groups disjoint in each.
+
+    With several members, a stratified group k-fold (``k = max(n_members, round(1/val_size))``)
+    gives member ``i`` fold ``i`` as validation, so the ensemble learns from every song while each
+    member keeps a clean validation set for early stopping; with one member, one
+    :func:`split_by_group` of ``val_size``.
+
+    Returns
+    -------
+    list of (train_idx, val_idx)
+        ``n_members`` pairs of sorted int64 indices into ``labels``.
+    """
+    labels = np.asarray(labels)
+    groups = np.asarray(groups)
+    if n_members == 1:
+        return [split_by_group(labels, groups, val_size, seed)]
+    n_splits = max(n_members, round(1 / val_size))
+    if len(np.unique(groups)) < n_splits:
+        raise StreammoodError(
+            f"cannot make {n_splits} validation folds from {len(np.unique(groups))} groups"
+        )
+    if np.bincount(np.unique(labels, return_inverse=True)[1]).min() >= n_splits:
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    else:
+        folds = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    pairs = list(folds.split(np.zeros(len(labels)), labels, groups))[:n_members]
+    return [(np.sort(tr).astype(np.int64), np.sort(va).astype(np.int64)) for tr, va in pairs]

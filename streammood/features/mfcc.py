@@ -51,7 +51,9 @@ def _tables() -> tuple[np.ndarray, scipy.sparse.csr_array]:
 def _frames(y: np.ndarray, n_frames: int) -> np.ndarray:
     """``(n_frames, 2048)`` view of ``y`` framed with hop 525 (no copy)."""
     return np.lib.stride_tricks.as_strided(
-        y, shape=(n_frames, MFCC_N_FFT), strides=(y.strides[0] * MFCC_HOP, y.strides[0]),
+        y,
+        shape=(n_frames, MFCC_N_FFT),
+        strides=(y.strides[0] * MFCC_HOP, y.strides[0]),
         writeable=False,
     )
 

@@ -417,4 +417,3 @@ def lld_names() -> list[str]:
     ``F0final_sma_amean``, ... (65 LLDs), then ``F0final_sma_de_stddev``, ... (65 deltas)."""
     lld, de = frame_names()
     return [f"{name}_{stat}" for name in (*lld, *de) for stat in ("stddev", "amean")]
-

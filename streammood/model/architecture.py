@@ -147,6 +147,16 @@ def build_window_model(parts: MoodLayers) -> keras.Model:
     return keras.Model([mfcc, lld, emb], y, name="mood_window")
 
 
+def build_pooled_model(parts: MoodLayers) -> keras.Model:
+    """The pooled branch alone (the window model with the LSTM branch's logits at zero):
+    ``emb (B, T, D)`` → per-step output. Shares its layers with :func:`build_window_model`;
+    used to train the read-out first, quickly."""
+    emb = keras.Input((None, parts.norm.emb_dim), name="emb")
+    pooled = _CumulativeMean(name=f"{parts.name}_pooled_running_mean")(parts.emb_norm(emb))
+    y = parts.activation(parts.pooled_out(parts.pooled_dropout(pooled)))
+    return keras.Model(emb, y, name="mood_pooled")
+
+
 STATE_NAMES = ("h1", "c1", "h2", "c2", "pooled_sum", "count")
 
 

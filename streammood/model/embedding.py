@@ -55,12 +55,16 @@ class MusicnnEmbedder:
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise EmbedderError(f"{self.path}: expected one input and one output, got "
-                                f"{len(inputs)} and {len(outputs)}")
+            raise EmbedderError(
+                f"{self.path}: expected one input and one output, got "
+                f"{len(inputs)} and {len(outputs)}"
+            )
         shape = tuple(inputs[0]["shape"])
         if shape[1:] != (MEL_PATCH_FRAMES, MEL_BANDS):
-            raise EmbedderError(f"{self.path}: input shape {shape}, expected "
-                                f"(batch, {MEL_PATCH_FRAMES}, {MEL_BANDS})")
+            raise EmbedderError(
+                f"{self.path}: input shape {shape}, expected "
+                f"(batch, {MEL_PATCH_FRAMES}, {MEL_BANDS})"
+            )
         self._input = inputs[0]["index"]
         self._output = outputs[0]["index"]
         self.dim = int(outputs[0]["shape"][-1])
@@ -92,8 +96,10 @@ class MusicnnEmbedder:
         if single:
             patches = patches[None]
         if patches.ndim != 3 or patches.shape[1:] != (MEL_PATCH_FRAMES, MEL_BANDS):
-            raise EmbedderError(f"{self.path}: patches must be (k, {MEL_PATCH_FRAMES}, "
-                                f"{MEL_BANDS}), got {patches.shape}")
+            raise EmbedderError(
+                f"{self.path}: patches must be (k, {MEL_PATCH_FRAMES}, "
+                f"{MEL_BANDS}), got {patches.shape}"
+            )
         if len(patches) == 0:
             return np.zeros((0, self.dim), np.float32)
         self._resize(len(patches))

@@ -106,9 +106,11 @@ def build_musicnn(n_outputs: int = 50, name: str = "musicnn") -> keras.Model:
     # back end: [max, mean] over time, stacked on a trailing axis and flattened -> interleaved
     n_feat = features.shape[-1]
     pmax = layers.Reshape((n_feat, 1), name="max_pool")(
-        layers.GlobalMaxPooling1D(name="time_max")(features))
+        layers.GlobalMaxPooling1D(name="time_max")(features)
+    )
     pmean = layers.Reshape((n_feat, 1), name="mean_pool")(
-        layers.GlobalAveragePooling1D(name="time_mean")(features))
+        layers.GlobalAveragePooling1D(name="time_mean")(features)
+    )
     pooled = layers.Flatten(name="pooled")(layers.Concatenate(axis=-1, name="pool")([pmax, pmean]))
     y = layers.BatchNormalization(epsilon=BN_EPSILON, name="batch_normalization_9")(pooled)
     y = layers.Dropout(0.5, name="dropout")(y)
@@ -120,8 +122,9 @@ def build_musicnn(n_outputs: int = 50, name: str = "musicnn") -> keras.Model:
     return keras.Model(patch, {"tags": tags, "embedding": embedding, "pooled": pooled}, name=name)
 
 
-def _front_block(x, conv_name: str, kernel: tuple[int, int], padding: str, filters: int,
-                 bn_suffix: str):
+def _front_block(
+    x, conv_name: str, kernel: tuple[int, int], padding: str, filters: int, bn_suffix: str
+):
     """conv -> ReLU -> BN -> max over all remaining frequencies: ``(batch, 187, filters)``."""
     y = layers.Conv2D(filters, kernel, padding=padding, activation="relu", name=conv_name)(x)
     y = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"batch_normalization{bn_suffix}")(y)
@@ -148,7 +151,8 @@ def shipped_checkpoint_dir(which: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise MusicnnCheckpointError(
             "musicnn checkpoints not found: install them with "
-            "'pip install --no-deps musicnn==0.1.0'")
+            "'pip install --no-deps musicnn==0.1.0'"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / _SHIPPED_DIRS[which]
 
 
@@ -179,15 +183,18 @@ def read_checkpoint(checkpoint_dir: str | Path) -> dict[str, np.ndarray]:
         raise MusicnnCheckpointError(f"{folder}: checkpoint data file missing")
     with tempfile.TemporaryDirectory(prefix="musicnn-ckpt-") as tmp:
         for src in [index[0], *data]:
-            suffix = src.name[len(prefix):]  # ".index", ".data-00000-of-00001"
+            suffix = src.name[len(prefix) :]  # ".index", ".data-00000-of-00001"
             shutil.copyfile(src, Path(tmp) / f"model{suffix}")
         try:
             reader = tf.train.load_checkpoint(str(Path(tmp) / "model"))
         except (tf.errors.OpError, ValueError) as exc:
             reason = (str(exc).strip().splitlines() or ["?"])[0]
             raise MusicnnCheckpointError(f"{folder}: unreadable checkpoint ({reason})") from None
-        names = [n for n in reader.get_variable_to_shape_map()
-                 if "Adam" not in n and not n.endswith("_power")]
+        names = [
+            n
+            for n in reader.get_variable_to_shape_map()
+            if "Adam" not in n and not n.endswith("_power")
+        ]
         return {n: reader.get_tensor(n) for n in names}
 
 
@@ -224,7 +231,8 @@ def load_musicnn_weights(model: keras.Model, checkpoint_dir: str | Path) -> kera
             if tuple(value.shape) != tuple(weight.shape):
                 raise MusicnnCheckpointError(
                     f"{checkpoint_dir}: {name} has shape {value.shape}, the model expects "
-                    f"{tuple(weight.shape)}")
+                    f"{tuple(weight.shape)}"
+                )
             values.append(value)
             used.add(name)
         layer.set_weights(values)
@@ -296,14 +304,23 @@ SHIPPED_FILES = {"msd_mtt.tflite": ("MSD", "MTT"), "msd.tflite": ("MSD",)}
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Rebuild the shipped LiteRT files (``python -m streammood.model.musicnn --out DIR``)."""
-    parser = argparse.ArgumentParser(prog="python -m streammood.model.musicnn",
-                                     description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m streammood.model.musicnn", description=main.__doc__
+    )
     parser.add_argument("--out", type=Path, default=Path("models/musicnn"), help="output folder")
-    parser.add_argument("--which", nargs="+", choices=MODELS, default=None,
-                        help="build one file for these models instead of the shipped set")
+    parser.add_argument(
+        "--which",
+        nargs="+",
+        choices=MODELS,
+        default=None,
+        help="build one file for these models instead of the shipped set",
+    )
     args = parser.parse_args(argv)
-    files = SHIPPED_FILES if args.which is None else {
-        "_".join(w.lower() for w in args.which) + ".tflite": tuple(args.which)}
+    files = (
+        SHIPPED_FILES
+        if args.which is None
+        else {"_".join(w.lower() for w in args.which) + ".tflite": tuple(args.which)}
+    )
     for filename, which in files.items():
         path = export_tflite(build_embedder(which), args.out / filename)
         print(f"{path}: {'+'.join(which)} embedding, {path.stat().st_size / 1e6:.1f} MB")

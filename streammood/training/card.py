@@ -53,14 +53,14 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
         "## Data and split",
         "",
         f"Data set: `{tr.get('dataset')}` from `{tr.get('data_dir')}`. Split: {split.get('method')}"
-        f" (seed {split.get('seed')}): 80/20 train+validation / test, then 80/20 train / "
-        "validation (the seed report's protocol). No artist appears in two parts; test figures "
-        "come from models that never saw the test songs or their artists.",
+        f" (seed {split.get('seed')}): 80/20 train+validation / test as in the seed report; then "
+        f"{split.get('members', '80/20 train / validation')}. No artist appears on both sides of "
+        "a split; test figures come from models that never saw the test songs or their artists.",
         "",
         "| part | songs | artists | " + " | ".join(QUADRANTS) + " |",
         "|---|---|---|" + "---|" * len(QUADRANTS),
     ]
-    for part in ("train", "validation", "test"):
+    for part in ("train+validation", "validation (member 0's fold)", "test"):
         d = split.get(part) or {}
         per = d.get("per_class") or {}
         lines.append(

@@ -34,5 +34,3 @@ class TrainConfig:
     pooled_first: bool = True
     """Train the pooled read-out alone first, then the whole model (see ``fit_member``)."""
     model: ModelConfig = field(default_factory=ModelConfig)
-
-

@@ -356,8 +356,8 @@ def format_report(report: dict[str, Any]) -> str:
         row("accuracy", "accuracy")
         row("macro-F1", "macro_f1")
         row("ROC AUC (OvR macro)", "roc_auc")
-    va_win, va_step = (win, step) if report["task"] == "regression" else (
-        win.get("va", {}), step.get("va", {})
+    va_win, va_step = (
+        (win, step) if report["task"] == "regression" else (win.get("va", {}), step.get("va", {}))
     )
     for key, label in (
         ("valence_mae", "valence MAE"),

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streammood.datasets.cache import FeatureCache
-from streammood.datasets.splits import split_by_group, train_val_test_split
+from streammood.datasets.splits import member_folds, split_by_group
 from streammood.datasets.windows import stack_windows
 from streammood.errors import StreammoodError
 from streammood.model.artifact import ModelArtifact, load_artifact
@@ -152,25 +152,25 @@ def run_train(
     console = console or Console(stderr=True)
     arrays = load_dataset(dataset, Path(data_dir), config.task, cache_dir, jobs)
     if config.test_size > 0:
-        train_idx, val_idx, test_idx = train_val_test_split(
-            arrays["label"], arrays["group"], config.test_size, config.val_size, config.split_seed
+        seen_idx, test_idx = split_by_group(
+            arrays["label"], arrays["group"], config.test_size, config.split_seed
         )
     else:  # every song for training and validation (no test figures)
-        train_idx, val_idx = split_by_group(
-            arrays["label"], arrays["group"], config.val_size, config.split_seed
-        )
-        test_idx = np.zeros(0, np.int64)
+        seen_idx, test_idx = np.arange(len(arrays["label"])), np.zeros(0, np.int64)
+    seen = subset(arrays, seen_idx)
+    folds = member_folds(
+        seen["label"], seen["group"], len(config.seeds), config.val_size, config.split_seed + 1
+    )
     console.print(
         f"{dataset}: {len(arrays['label'])} songs, {len(set(arrays['group']))} groups → "
-        f"train {len(train_idx)} / validation {len(val_idx)} / test {len(test_idx)} "
-        "(group-disjoint)"
+        f"train+validation {len(seen_idx)} / test {len(test_idx)} (group-disjoint); "
+        f"{len(config.seeds)} members, each validating on its own fold of "
+        f"~{len(folds[0][1])} songs"
     )
     from streammood.training.train import export_artifact, predict_windows, train_ensemble
 
     with _epoch_progress(console, len(config.seeds), config.epochs) as hook:
-        members, summaries = train_ensemble(
-            subset(arrays, train_idx), subset(arrays, val_idx), config, hook
-        )
+        members, summaries = train_ensemble(seen, folds, config, hook)
     out = Path(out)
     report: dict[str, Any] = {}
     if len(test_idx):
@@ -184,11 +184,13 @@ def run_train(
             "split": {
                 "method": "group-disjoint (artist where known, else song), stratified, seeded",
                 "seed": config.split_seed,
-                "train": describe_split(arrays, train_idx),
-                "validation": describe_split(arrays, val_idx),
+                "train+validation": describe_split(arrays, seen_idx),
+                "validation (member 0's fold)": describe_split(seen, folds[0][1]),
                 "test": describe_split(arrays, test_idx),
+                "members": "each member validates (early stopping) on its own group-disjoint "
+                f"fold of the train+validation songs ({len(folds)} folds)",
             },
-            "seen_songs": sorted(arrays["song_id"][np.concatenate([train_idx, val_idx])].tolist()),
+            "seen_songs": sorted(arrays["song_id"][seen_idx].tolist()),
             "test_songs": sorted(arrays["song_id"][test_idx].tolist()),
             "members": summaries,
             "config": {k: v for k, v in config.__dict__.items() if k not in ("model",)},

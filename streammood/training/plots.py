@@ -71,9 +71,18 @@ def _plane_axes(ax, title: str | None = None) -> None:
     for name, (x, y, ha, va) in _CORNERS.items():
         lines = [name, QUADRANT_NAMES[name]]
         text = "\n".join(lines if va == "top" else lines[::-1])
-        ax.text(x, y, text, ha=ha, va=va, fontsize=8, fontweight="bold", zorder=4,
-                color=QUADRANT_COLOURS[name],
-                bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "none", "pad": 1})
+        ax.text(
+            x,
+            y,
+            text,
+            ha=ha,
+            va=va,
+            fontsize=8,
+            fontweight="bold",
+            zorder=4,
+            color=QUADRANT_COLOURS[name],
+            bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "none", "pad": 1},
+        )
     ticks = [-1, -0.5, 0, 0.5, 1]
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
@@ -118,12 +127,20 @@ def plot_confusion_matrix(
     for i in range(4):
         for j in range(4):
             text = f"{cm[i, j]}\n{100 * frac[i, j]:.0f}%" if normalize else f"{cm[i, j]}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=10,
-                    color="white" if shade[i, j] > 0.55 else "black")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=10,
+                color="white" if shade[i, j] > 0.55 else "black",
+            )
     ticks = [q + "\n" + QUADRANT_NAMES[q].replace("-", "-\n") for q in QUADRANTS]
     ax.set_xticks(range(4), ticks, fontsize=8)
-    ax.set_yticks(range(4), [f"{q} ({n})" for q, n in zip(QUADRANTS, row_sum[:, 0], strict=True)],
-                  fontsize=9)
+    ax.set_yticks(
+        range(4), [f"{q} ({n})" for q, n in zip(QUADRANTS, row_sum[:, 0], strict=True)], fontsize=9
+    )
     ax.set_xlabel("predicted quadrant")
     ax.set_ylabel("true quadrant (support)")
     total = int(cm.sum())
@@ -174,11 +191,24 @@ def plot_va_plane(
             raise ValueError(f"labels must have shape ({len(va_pred)},), got {labels.shape}")
         for k, name in enumerate(QUADRANTS):
             sel = labels == k
-            ax.scatter(va_pred[sel, 0], va_pred[sel, 1], s=16, alpha=0.75, zorder=2,
-                       color=QUADRANT_COLOURS[name], edgecolors="none",
-                       label=f"true {name} ({int(sel.sum())})")
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False,
-                  title="colour = true quadrant", title_fontsize=8)
+            ax.scatter(
+                va_pred[sel, 0],
+                va_pred[sel, 1],
+                s=16,
+                alpha=0.75,
+                zorder=2,
+                color=QUADRANT_COLOURS[name],
+                edgecolors="none",
+                label=f"true {name} ({int(sel.sum())})",
+            )
+        ax.legend(
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            fontsize=8,
+            frameon=False,
+            title="colour = true quadrant",
+            title_fontsize=8,
+        )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -277,8 +307,15 @@ def plot_trajectory(
     step = float(np.median(np.diff(t))) if n > 1 else 0.5
     edges = np.append(t, t[-1] + step)
     if probs is None:
-        ax_band.pcolormesh(edges, [0, 1], q_idx[None, :], cmap=ListedColormap(colours),
-                           vmin=-0.5, vmax=len(QUADRANTS) - 0.5, shading="flat")
+        ax_band.pcolormesh(
+            edges,
+            [0, 1],
+            q_idx[None, :],
+            cmap=ListedColormap(colours),
+            vmin=-0.5,
+            vmax=len(QUADRANTS) - 0.5,
+            shading="flat",
+        )
         ax_band.set_yticks([])
         ax_band.set_ylabel("quadrant")
     else:
@@ -291,7 +328,11 @@ def plot_trajectory(
     ax_band.set_xlabel("time (s)")
     ax_band.legend(
         handles=[Patch(color=QUADRANT_COLOURS[q], label=q) for q in QUADRANTS],
-        loc="upper center", bbox_to_anchor=(0.5, -0.45), ncols=4, fontsize=8, frameon=False,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.45),
+        ncols=4,
+        fontsize=8,
+        frameon=False,
     )
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()

@@ -35,6 +35,7 @@ from streammood.model.architecture import (  # noqa: E402
     ModelConfig,
     MoodLayers,
     NormStats,
+    build_pooled_model,
     build_step_model,
     build_window_model,
 )
@@ -98,40 +99,49 @@ def fit_member(
     y_val, w_val = _targets(val, config.task, config.step_weight_power)
     started = time.perf_counter()
     staged = config.pooled_first and config.model.use_lstm and config.model.use_pooled
-    lstm_branch = [parts.cnn, parts.cell1, parts.cell2, parts.head_dense, parts.lstm_out]
-    stages = [(config.learning_rate, False), (config.learning_rate * 0.3, True)] if staged else [
-        (config.learning_rate, True)
-    ]
-    if staged:
-        for w in parts.lstm_out.weights:
-            w.assign(np.zeros(w.shape, np.float32))
+    loss = "sparse_categorical_crossentropy" if config.task == "classification" else "mae"
     losses: list[float] = []
-    for k, (lr, lstm_trainable) in enumerate(stages):
-        for layer in lstm_branch:
-            layer.trainable = lstm_trainable
-        model.compile(
-            optimizer=keras.optimizers.Adam(lr),
-            loss="sparse_categorical_crossentropy"
-            if config.task == "classification"
-            else "mean_absolute_error",
-        )
+
+    def fit(
+        net: keras.Model,
+        inputs: list[np.ndarray],
+        val_inputs: list[np.ndarray],
+        lr: float,
+        stage: str,
+    ) -> None:
+        net.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
         stopper = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.patience, restore_best_weights=True
         )
-        history = model.fit(
-            _inputs(train),
+        history = net.fit(
+            inputs,
             y_train,
             sample_weight=w_train,
-            validation_data=(_inputs(val), y_val, w_val),
+            validation_data=(val_inputs, y_val, w_val),
             epochs=config.epochs,
             batch_size=config.batch_size,
             shuffle=True,
             verbose=0,
-            callbacks=[stopper, _EpochHook(f"seed {seed}.{k + 1}", config.epochs, hook)],
+            callbacks=[stopper, _EpochHook(f"seed {seed}{stage}", config.epochs, hook)],
         )
-        losses += history.history["val_loss"]
-    for layer in lstm_branch:
-        layer.trainable = True
+        losses.extend(history.history["val_loss"])
+
+    if staged:  # 1: the linear read-out alone; 2: everything, the LSTM branch from zero logits
+        fit(build_pooled_model(parts), [train["emb"]], [val["emb"]], config.learning_rate, " (1/2)")
+        stage1_epochs = len(losses)
+        for w in parts.lstm_out.weights:
+            w.assign(np.zeros(w.shape, np.float32))
+        model.compile(loss=loss)
+        start = model.get_weights()
+        start_loss = float(
+            model.evaluate(_inputs(val), y_val, sample_weight=w_val, verbose=0, batch_size=64)
+        )
+        fit(model, _inputs(train), _inputs(val), config.learning_rate * 0.3, " (2/2)")
+        stage2 = losses[stage1_epochs:]
+        if min(stage2) >= start_loss:  # the LSTM branch did not help on validation: keep stage 1
+            model.set_weights(start)
+    else:
+        fit(model, _inputs(train), _inputs(val), config.learning_rate, "")
     summary = {
         "seed": seed,
         "epochs_run": len(losses),
@@ -210,17 +220,21 @@ def load_members(artifact) -> list[MoodLayers]:
 
 
 def train_ensemble(
-    train: dict[str, np.ndarray],
-    val: dict[str, np.ndarray],
+    arrays: dict[str, np.ndarray],
+    folds: list[tuple[np.ndarray, np.ndarray]],
     config: TrainConfig,
     hook: ProgressHook | None = None,
 ) -> tuple[list[MoodLayers], list[dict[str, Any]]]:
-    """Train ``len(config.seeds)`` members on the same train/validation windows."""
-    mask = train["mask"]
-    norm = NormStats.fit(train["mfcc"][mask], train["lld"][mask], train["emb"][mask])
+    """Train one member per seed, member ``k`` on ``folds[k]`` = (train, validation) indices
+    into ``arrays``; normalisation statistics from every song in ``arrays`` (no labels used)."""
+    mask = arrays["mask"]
+    norm = NormStats.fit(arrays["mfcc"][mask], arrays["lld"][mask], arrays["emb"][mask])
     members, summaries = [], []
     for k, seed in enumerate(config.seeds):
+        tr, va = folds[k % len(folds)]
+        train = {n: v[tr] for n, v in arrays.items()}
+        val = {n: v[va] for n, v in arrays.items()}
         parts, summary = fit_member(train, val, norm, config, seed, hook, name=f"m{k}")
         members.append(parts)
-        summaries.append(summary)
+        summaries.append({**summary, "train_songs": int(len(tr)), "val_songs": int(len(va))})
     return members, summaries
