@@ -6,5 +6,5 @@
 - :mod:`~streammood.datasets.windows`: :class:`Window` (60 steps) and :func:`stack_windows`.
 - :mod:`~streammood.datasets.fourq`: :func:`load_fourq`.
 - :mod:`~streammood.datasets.deam`: :func:`load_deam` (static / dynamic, swap check).
-- :mod:`~streammood.datasets.splits`: :func:`split_by_group`, :func:`train_val_test_split`.
+- :mod:`~streammood.datasets.splits`: :func:`split_by_group`, :func:`member_folds`.
 """

@@ -63,37 +63,6 @@ def split_by_group(
     return np.sort(train_idx).astype(np.int64), np.sort(test_idx).astype(np.int64)
 
 
-def train_val_test_split(
-    labels: Sequence[int] | np.ndarray,
-    groups: Sequence[str] | np.ndarray,
-    test_size: float = 0.2,
-    val_size: float = 0.2,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The seed's split: ``test_size`` of all items for test, then ``val_size`` of the rest for
-    validation (80/20, then 80/20: 64 / 16 / 20 %), groups disjoint across all three.
-
-    Parameters
-    ----------
-    labels, groups : sequence
-        ``(n,)`` class and group of each item, as in :func:`split_by_group`.
-    test_size, val_size : float
-        Shares of the test set (of all items) and of the validation set (of the rest).
-    seed : int
-        Seed; deterministic.
-
-    Returns
-    -------
-    train_idx, val_idx, test_idx : np.ndarray
-        Sorted int64 indices into ``labels``.
-    """
-    labels = np.asarray(labels)
-    groups = np.asarray(groups)
-    rest, test_idx = split_by_group(labels, groups, test_size, seed)
-    train_sub, val_sub = split_by_group(labels[rest], groups[rest], val_size, seed + 1)
-    return rest[train_sub], rest[val_sub], test_idx
-
-
 def member_folds(
     labels: Sequence[int] | np.ndarray,
     groups: Sequence[str] | np.ndarray,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from streammood.datasets.fourq import read_fourq_artists, read_fourq_labels
-from streammood.datasets.splits import split_by_group, train_val_test_split
+from streammood.datasets.splits import member_folds, split_by_group
 from streammood.errors import StreammoodError
 
 
@@ -44,19 +44,21 @@ def test_split_deterministic_by_seed():
     assert not np.array_equal(a[1], c[1])
 
 
-def test_train_val_test_is_seeds_80_20_80_20(fourq_labels_groups):
+def test_member_folds_cover_every_song_once_as_validation(fourq_labels_groups):
     labels, groups = fourq_labels_groups
-    train, val, test = train_val_test_split(labels, groups, seed=0)
-    parts = [train, val, test]
-    assert sorted(np.concatenate(parts).tolist()) == list(range(len(labels)))
-    for i in range(3):
-        for j in range(i + 1, 3):
-            assert not set(groups[parts[i]]) & set(groups[parts[j]])
-    n = len(labels)
-    assert abs(len(test) / n - 0.20) < 0.03
-    assert abs(len(val) / n - 0.16) < 0.03
-    for part in parts:
-        assert np.abs(_shares(labels[part]) - _shares(labels)).max() < 0.04
+    seen, _ = split_by_group(labels, groups, 0.2, seed=0)  # the seed's 80 % train+validation
+    lab, grp = labels[seen], groups[seen]
+    folds = member_folds(lab, grp, n_members=5, seed=1)
+    assert len(folds) == 5
+    vals = np.concatenate([va for _, va in folds])
+    assert sorted(vals.tolist()) == list(range(len(seen)))  # each song validates one member
+    for tr, va in folds:
+        assert not set(grp[tr]) & set(grp[va])  # artists never cross
+        assert sorted(np.concatenate([tr, va]).tolist()) == list(range(len(seen)))
+        assert abs(len(va) / len(seen) - 0.2) < 0.03  # the seed's 80/20
+        assert np.abs(_shares(lab[va]) - _shares(lab)).max() < 0.05
+    one = member_folds(lab, grp, n_members=1, val_size=0.2, seed=1)
+    assert len(one) == 1 and abs(len(one[0][1]) / len(seen) - 0.2) < 0.03
 
 
 def test_too_few_groups_is_a_clear_error():
