@@ -104,8 +104,8 @@ def fit_member(
 
     def fit(
         net: keras.Model,
-        inputs: list[np.ndarray],
-        val_inputs: list[np.ndarray],
+        inputs: np.ndarray | list[np.ndarray],
+        val_inputs: np.ndarray | list[np.ndarray],
         lr: float,
         stage: str,
     ) -> None:
@@ -127,7 +127,7 @@ def fit_member(
         losses.extend(history.history["val_loss"])
 
     if staged:  # 1: the linear read-out alone; 2: everything, the LSTM branch from zero logits
-        fit(build_pooled_model(parts), [train["emb"]], [val["emb"]], config.learning_rate, " (1/2)")
+        fit(build_pooled_model(parts), train["emb"], val["emb"], config.learning_rate, " (1/2)")
         stage1_epochs = len(losses)
         for w in parts.lstm_out.weights:
             w.assign(np.zeros(w.shape, np.float32))
