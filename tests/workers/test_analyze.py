@@ -1,0 +1,72 @@
+"""``streammood analyze``: offline timelines of real files, CSV/JSON and pictures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streammood.audio.decode import load_audio
+from streammood.audio.framer import n_steps
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _analyze(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streammood", "analyze", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_analyze_two_files_to_csv_json_and_pictures(fourq_clips, shipped_model, tmp_path: Path):
+    files = [str(p) for p in fourq_clips[:2]]
+    csv_out, json_out, png = tmp_path / "t.csv", tmp_path / "t.json", tmp_path / "traj.png"
+    run = _analyze(*files, "--out", str(csv_out), "--plot", str(png), "--jobs", "2")
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = _rows(csv_out)
+    for f in files:
+        y, sr = load_audio(f)
+        mine = [r for r in rows if r["file"] == f]
+        assert [int(r["seq"]) for r in mine] == list(range(n_steps(len(y), sr)))
+        for r in mine:
+            probs = [float(r[f"p_{q}"]) for q in ("AP", "AN", "PP", "PN")]
+            assert abs(sum(probs) - 1) < 1e-3
+            assert r["quadrant"] == ("AP", "AN", "PP", "PN")[probs.index(max(probs))]
+            assert -1 <= float(r["valence"]) <= 1 and -1 <= float(r["arousal"]) <= 1
+    pictures = sorted(tmp_path.glob("traj-*.png"))
+    assert len(pictures) == 2 and all(p.stat().st_size > 10_000 for p in pictures)
+
+    run = _analyze(files[0], "--out", str(json_out), "--jobs", "1")
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = json.loads(json_out.read_text())
+    first = [r for r in rows if r["file"] == files[0]]
+    assert len(data) == len(first)
+    assert all(
+        abs(d["valence"] - float(r["valence"])) < 1e-4 for d, r in zip(data, first, strict=True)
+    )
+
+
+def test_a_bad_file_is_named_and_the_others_still_go_through(music_clip, shipped_model, tmp_path):
+    bad = tmp_path / "notes.mp3"
+    bad.write_text("this is not audio")
+    out = tmp_path / "t.csv"
+    run = _analyze(str(bad), str(music_clip), "--out", str(out), "--jobs", "1")
+    assert run.returncode == 1
+    assert "notes.mp3" in run.stderr and "Traceback" not in run.stderr
+    assert {r["file"] for r in _rows(out)} == {str(music_clip)}
+
+
+@pytest.mark.parametrize("suffix", [".txt"])
+def test_unknown_output_format_is_a_clear_error(music_clip, shipped_model, tmp_path, suffix):
+    run = _analyze(str(music_clip), "--out", str(tmp_path / f"t{suffix}"), "--jobs", "1")
+    assert run.returncode == 2 and "must end in .csv or .json" in run.stderr
