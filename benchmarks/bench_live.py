@@ -5,36 +5,42 @@ One run measures, on real 4Q music, the real model and the real Redis (private k
 
 1. **Latency** of ``listen``: :func:`~streammood.workers.listen.run_listen` runs in this process
    over two clips back to back (~60 s, written to a temporary WAV) through
-   ``FileSource(realtime=True, block_seconds=0.05)``, paced like a device delivering 50 ms blocks;
-   a subscriber in a **separate process** (plain redis-py pub/sub) stamps each message with
-   ``time.time()`` when it arrives. Latency = receive time - (wall time of the source's audio
-   clock start + the step's ``t_end``): from the moment the step's last sample would have been
-   captured to the moment a consumer holds the message. Broken down per step by instrumenting
-   (subclassing, not editing) ``FeatureStage``, ``MoodStage`` and ``MoodPublisher`` inside
-   ``streammood.workers.listen``: how much later audio had to arrive before the step came out
-   (openSMILE's settle + resampler delay + block), how late that block was handed to the feature
-   thread, extractor, musicnn (steps with ``seq % EMBED_EVERY == 0``), queue hand-over, model
-   step, publisher thread, Redis round trip, delivery to the subscriber.
+   ``FileSource(realtime=True, block_seconds=0.05)``, paced like a device delivering 50 ms blocks
+   (``--block-ms``); a subscriber in a **separate process** (plain redis-py pub/sub) stamps each
+   message with ``time.time()`` when it arrives. Latency = receive time - (wall time at which the
+   source's audio clock started + the step's ``t_end``): from the moment the step's last sample
+   would have been captured to the moment a consumer holds the message. Broken down per step by
+   instrumenting (subclasses swapped into ``streammood.workers.listen``, production code
+   unchanged) ``FeatureStage``, ``MoodStage`` and ``MoodPublisher``: audio past the step's end
+   written to openSMILE when the step came out (its look-ahead, quantised by the block), the
+   resampler's delay, how late the releasing block reached the feature thread, the extractor
+   push, musicnn (steps with ``seq % EMBED_EVERY == 0``), queue hand-over, model step, publisher
+   thread, Redis round trip, delivery to the subscriber. The parts add up to the latency.
 2. **CPU per step** of that ``listen`` run: process CPU time (all threads: the feature thread,
-   openSMILE's thread, the model thread, the publisher thread) / steps; per-thread split read
-   from ``/proc/self/task``.
-3. **Capacity of one ``infer`` worker**: real feature frames (``FeatureStage.run`` on real music,
-   ``encode_inputs``) are published for N sources in real time (2 frames/s each, start times
-   staggered over 500 ms) by this process; ``streammood infer --quiet`` runs in a separate
-   process; a separate subscriber process stamps every mood message. Lag = receive time - the
-   time the frame was sent. N "holds" when every frame is answered, lag p99 < 1 s and the median
-   lag of the second half of the run is not above the first half's by more than 100 ms. Worker
-   CPU from ``/proc/<pid>/stat`` (utime + stime) over the run. Stops at the first N not held.
+   openSMILE's thread, the model thread, the publisher thread) per step, in steady state (from
+   step 10) and over the whole run; per-thread split read from ``/proc/self/task``, and the
+   feature thread's own split (extractor vs musicnn) from ``time.thread_time``.
+3. **Capacity of one ``infer`` worker**: real feature frames (``FeatureStage.run`` on the same
+   music, ``encode_inputs``; 120 steps, reused cyclically with increasing ``seq``) are XADDed for
+   N sources in real time (2 frames/s each, start times staggered over 500 ms) by this process;
+   ``streammood infer --quiet`` runs in a separate process (a fresh one and a fresh key prefix per
+   N); a separate subscriber process stamps every mood message. Lag = receive time - the time the
+   frame was sent. N "holds" when every frame is answered, lag p99 < 1 s and the median lag of
+   the second half of the run is not above the first half's by more than 100 ms. Worker CPU from
+   ``/proc/<pid>/stat`` (utime + stime) over the run. Stops at the first N not held.
 4. **Naive reference**, same run: Keras ``model.predict`` of every member of the artifact on the
    full 60-step window, one call per step, in a subprocess (the only place TensorFlow is
-   imported), against the streaming core (one LiteRT step call of ``MoodRuntime``).
+   imported), against the streaming core (one LiteRT call of ``MoodRuntime.step``) and against
+   the whole ``infer`` worker's CPU per message.
 
 The machine is shared: the load average is printed before and after each part.
 
-Run (from the project root; ~4-5 minutes)::
+Run (from the project root; ~3-4 minutes)::
 
-    .venv/bin/python benchmarks/bench_live.py [--model models/streammood-4q]
-        [--sources 25,50,100,200] [--capacity-seconds 20] [--redis-url redis://127.0.0.1:6379/0]
+    .venv/bin/python benchmarks/bench_live.py [--model models/streammood-4q] [--block-ms 50]
+        [--sources 25,50,100,150,200,250] [--capacity-seconds 20]
+        [--parts listen,capacity,naive] [--redis-url redis://127.0.0.1:6379/0]
+        [--profile-infer DIR]
 """
 
 from __future__ import annotations
@@ -158,6 +164,8 @@ class ThreadCPU:
         self.interval = interval
         self.cpu: dict[int, float] = {}
         self.names: dict[int, str] = {}
+        self.base: dict[int, float] = {}
+        self.base_seq: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
@@ -184,10 +192,11 @@ class ThreadCPU:
         self._thread.join()
         self.sample()
 
-    def rebase(self) -> None:
-        """Count from now on."""
+    def rebase(self, seq: int) -> None:
+        """Count from now on (from step ``seq``)."""
         self.sample()
         self.base = dict(self.cpu)
+        self.base_seq = seq
 
     def by_name(self) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)
@@ -225,6 +234,7 @@ def bench_listen(
     audio_s = sum(len(y) for y in ys) / sr
 
     rec: dict[int, dict[str, float]] = defaultdict(dict)
+    feature_cpu: dict[str, float] = defaultdict(float)
 
     class TimedSource(FileSource):
         def __iter__(self):
@@ -233,11 +243,14 @@ def bench_listen(
 
     class TimedFeatureStage(FeatureStage):
         def push(self, block):
-            t_in = time.time()
+            t_in, c_in = time.time(), time.thread_time()
             feats = self.extractor.push(block)
-            t_feat = time.time()
+            t_feat, c_feat = time.time(), time.thread_time()
             out = self._inputs(feats)
             t_out = time.time()
+            if threads.base_seq is not None:  # steady state: this thread's CPU by stage
+                feature_cpu["extractor"] += c_feat - c_in
+                feature_cpu["embedding"] += time.thread_time() - c_feat
             audio_at = self.extractor.samples_in / self.extractor.input_rate
             smile_at = self.extractor.samples_written / 16_000
             for i in out:
@@ -263,7 +276,7 @@ def bench_listen(
             msg = super().__call__(inputs)
             rec[inputs.seq].update(t_mood=t, t_msg=time.time(), cpu=time.process_time())
             if inputs.seq == WARM_STEPS:
-                threads.rebase()
+                threads.rebase(WARM_STEPS)
             return msg
 
     class TimedPublisher(MoodPublisher):
@@ -360,6 +373,7 @@ def bench_listen(
         cpu=c1 - c0,
         wall=w1 - w0,
         threads=threads.by_name(),
+        feature_cpu=dict(feature_cpu),
     )
 
 
@@ -585,7 +599,7 @@ def main() -> None:
         default=list(DEFAULT_CLIPS),
         help="4Q clips (paths under ../shared/data/4q; a folder means its first)",
     )
-    parser.add_argument("--sources", default="25,50,100,200")
+    parser.add_argument("--sources", default="25,50,100,150,200,250")
     parser.add_argument("--capacity-seconds", type=float, default=20.0)
     parser.add_argument("--naive-repeats", type=int, default=10)
     parser.add_argument(
@@ -722,6 +736,11 @@ def main() -> None:
         print("   by thread, steady state:")
         for name, cpu in sorted(live["threads"].items(), key=lambda e: -e[1]):
             print(f"     {name:<40} {1000 * cpu / live['steady_steps']:6.2f} ms/step")
+            if name == "streammood-features":
+                for stage, stage_cpu in live["feature_cpu"].items():
+                    print(
+                        f"       {stage:<38} {1000 * stage_cpu / live['steady_steps']:6.2f} ms/step"
+                    )
     print("\n3. one infer worker (separate process), N real-time sources at 2 frames/s each:")
     if caps:
         print(
