@@ -380,6 +380,17 @@ def bench_listen(
 # --- 3: capacity of one infer worker ------------------------------------------------------------
 
 
+def redis_usage(client) -> dict[str, float]:
+    """Redis server CPU seconds (user + sys) and XREAD calls so far (the whole server: other
+    users of the same server are counted too)."""
+    cpu = client.info("cpu")
+    stats = client.info("commandstats")
+    return {
+        "cpu": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        "xread": float(stats.get("cmdstat_xread", {}).get("calls", 0)),
+    }
+
+
 def precompute_inputs(artifact, clips: list[Path], n_steps: int) -> list:
     from streammood.audio.decode import load_audio
     from streammood.workers.tagging import FeatureStage
@@ -458,6 +469,7 @@ def bench_capacity(
 
     sent: dict[tuple[str, int], float] = {}
     late = []
+    redis0 = redis_usage(client)
     cpu0, w0 = proc_cpu(worker.pid), time.time()
     t_base = w0 + 0.2
     schedule = sorted((t_base + k * 0.5 / n + i * 0.5, k, i) for k, i in frames)
@@ -489,6 +501,7 @@ def bench_capacity(
             break
         time.sleep(0.1)
     cpu1, w1 = proc_cpu(worker.pid), time.time()
+    redis1 = redis_usage(client)
     worker.send_signal(signal.SIGINT)
     try:
         worker.wait(timeout=20)
@@ -539,6 +552,8 @@ def bench_capacity(
         cpu=cpu1 - cpu0,
         wall=w1 - w0,
         feed_wall=t_fed - w0,
+        redis_cpu=redis1["cpu"] - redis0["cpu"],
+        xreads=redis1["xread"] - redis0["xread"],
         late=late,
         log=(tmp / f"infer-{n}.log").read_text().strip().splitlines()[-1:],
     )
@@ -746,7 +761,7 @@ def main() -> None:
         print(
             f"   {'N':>4} {'sent':>6} {'answered':>8} {'lag median':>11} {'lag p99':>9} "
             f"{'lag max':>8} {'growth':>8} {'worker CPU':>10} {'CPU/msg':>8} "
-            f"{'feeder late p99':>15}  verdict"
+            f"{'Redis CPU':>9} {'XREAD/msg':>9} {'feeder late p99':>15}  verdict"
         )
     for c in caps:
         lag = 1000 * np.asarray(c["lags"]) if c["lags"] else np.array([np.nan])
@@ -755,6 +770,7 @@ def main() -> None:
             f"{pct(lag, 99):7.1f}ms {lag.max():6.0f}ms {1000 * c['growth']:6.1f}ms "
             f"{100 * c['cpu'] / c['wall']:9.0f}% "
             f"{1000 * c['cpu'] / max(1, c['answered']):6.2f}ms "
+            f"{100 * c['redis_cpu'] / c['wall']:8.0f}% {c['xreads'] / max(1, c['answered']):9.2f} "
             f"{1000 * pct(c['late'], 99):13.1f}ms  {'holds' if c['holds'] else 'falls behind'}"
         )
     held = [c["n"] for c in caps if c["holds"]]
