@@ -9,9 +9,10 @@ The seed's CNN-LSTM, strengthened with a pretrained embedding branch:
   standardised 260 LLD statistics and the standardised pretrained (musicnn) embedding ``(D,)``;
 * **sequence core**: two stacked LSTM(128) over the steps of the window;
 * **LSTM head**, per step: ``h2`` → Dropout → Dense(256) → LeakyReLU → Dropout → Dense → logits;
-* **pooled branch**: the running mean of the standardised embedding over the window, read out
-  linearly (L2-regularised) into the same logits — a logistic regression on the window's mean
-  embedding, the linear-probe signal that makes transfer learning work on 720 clips;
+* **pooled branch**: the running mean and standard deviation of the standardised embedding over
+  the window, read out linearly (L2-regularised) into the same logits — a logistic regression on
+  the window's embedding statistics, the linear-probe signal that makes transfer learning work
+  on 720 clips;
 * **output**: softmax over the summed logits (4 quadrants, class order
   :data:`~streammood.model.labels.QUADRANTS`) or 2 linear outputs (valence, arousal regression).
 
@@ -34,6 +35,7 @@ __all__ = ["ModelConfig", "MoodLayers", "NormStats", "build_step_model", "build_
 
 LSTM_UNITS = 128
 HEAD_UNITS = 256
+POOL_EPS = 1e-2
 LEAK = 0.05
 
 
@@ -120,12 +122,22 @@ class _SplitSteps(layers.Layer):
         return ops.reshape(x, (-1, ops.shape(reference)[1], x.shape[-1]))
 
 
-class _CumulativeMean(layers.Layer):
-    """Running mean over the time axis: ``(B, T, D)`` → ``(B, T, D)``."""
+def mean_std(total, total_sq, count):
+    """Mean and standard deviation from running sums: ``[mean, std]`` on the last axis. The
+    same arithmetic in the window and the step models (``std = sqrt(max(E[x²] - mean², 0) +
+    1e-2)``: the floor keeps float rounding of a near-zero variance from mattering), so both
+    give the same numbers."""
+    mean = total / count
+    var = ops.maximum(total_sq / count - mean * mean, 0.0)
+    return ops.concatenate([mean, ops.sqrt(var + POOL_EPS)], axis=-1)
+
+
+class _CumulativeMeanStd(layers.Layer):
+    """Running mean and standard deviation over the time axis: ``(B, T, D)`` → ``(B, T, 2D)``."""
 
     def call(self, x):
-        steps = ops.cast(ops.arange(1, ops.shape(x)[1] + 1), x.dtype)
-        return ops.cumsum(x, axis=1) / steps[None, :, None]
+        steps = ops.cast(ops.arange(1, ops.shape(x)[1] + 1), x.dtype)[None, :, None]
+        return mean_std(ops.cumsum(x, axis=1), ops.cumsum(x * x, axis=1), steps)
 
 
 def build_window_model(parts: MoodLayers) -> keras.Model:
@@ -143,7 +155,7 @@ def build_window_model(parts: MoodLayers) -> keras.Model:
     x = parts.input_dropout(z)
     h = layers.RNN(parts.cell1, return_sequences=True, name=f"{parts.name}_rnn1")(x)
     h = layers.RNN(parts.cell2, return_sequences=True, name=f"{parts.name}_rnn2")(h)
-    y = parts.head(h, _CumulativeMean(name=f"{parts.name}_emb_running_mean")(e))
+    y = parts.head(h, _CumulativeMeanStd(name=f"{parts.name}_emb_running_stats")(e))
     return keras.Model([mfcc, lld, emb], y, name="mood_window")
 
 
@@ -152,18 +164,19 @@ def build_pooled_model(parts: MoodLayers) -> keras.Model:
     ``emb (B, T, D)`` → per-step output. Shares its layers with :func:`build_window_model`;
     used to train the read-out first, quickly."""
     emb = keras.Input((None, parts.norm.emb_dim), name="emb")
-    pooled = _CumulativeMean(name=f"{parts.name}_pooled_running_mean")(parts.emb_norm(emb))
+    pooled = _CumulativeMeanStd(name=f"{parts.name}_pooled_running_stats")(parts.emb_norm(emb))
     y = parts.activation(parts.pooled_out(parts.pooled_dropout(pooled)))
     return keras.Model(emb, y, name="mood_pooled")
 
 
-STATE_NAMES = ("h1", "c1", "h2", "c2", "pooled_sum", "count")
+STATE_NAMES = ("h1", "c1", "h2", "c2", "emb_sum", "emb_sq_sum", "count")
 
 
-def state_shapes(n_outputs: int) -> dict[str, int]:
+def state_shapes(emb_dim: int) -> dict[str, int]:
     """Width of each explicit state of one member (rows = live windows)."""
     u = LSTM_UNITS
-    return {"h1": u, "c1": u, "h2": u, "c2": u, "pooled_sum": n_outputs, "count": 1}
+    d = emb_dim
+    return {"h1": u, "c1": u, "h2": u, "c2": u, "emb_sum": d, "emb_sq_sum": d, "count": 1}
 
 
 def _lstm_gates(z, c_prev):
@@ -175,9 +188,9 @@ def _lstm_gates(z, c_prev):
 
 class _StaggeredStep(layers.Layer):
     """One member advancing ``rows`` staggered windows by one step, with the work that is equal
-    for every row done once: the frame encoders, the first LSTM's input projection and the
-    pooled branch's projection into the head (linear, so the running sum of projections equals
-    the projection of the running mean). The head runs only on the selected row."""
+    for every row done once (the frame encoders, the first LSTM's input projection); each row
+    keeps running sums of the embedding and its square for the pooled branch; the heads run
+    only on the selected (published) row."""
 
     def __init__(self, parts: MoodLayers, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -185,25 +198,25 @@ class _StaggeredStep(layers.Layer):
         self.cell1, self.cell2, self.pooled_out = parts.cell1, parts.cell2, parts.pooled_out
         self.head_dense, self.lstm_out = parts.head_dense, parts.lstm_out
 
-    def call(self, mfcc, lld, emb, h1, c1, h2, c2, pooled_sum, count, select):
+    def call(self, mfcc, lld, emb, h1, c1, h2, c2, emb_sum, emb_sq_sum, count, select):
         p, cfg = self.parts, self.parts.config
         z, e = p.encode(mfcc, lld, emb)  # (1, F), (1, D)
         x1 = ops.matmul(z, self.cell1.kernel) + self.cell1.bias  # once for all rows
         h1, c1 = _lstm_gates(x1 + ops.matmul(h1, self.cell1.recurrent_kernel), c1)
         x2 = ops.matmul(h1, self.cell2.kernel) + ops.matmul(h2, self.cell2.recurrent_kernel)
         h2, c2 = _lstm_gates(x2 + self.cell2.bias, c2)
-        pooled_sum = pooled_sum + ops.matmul(e, self.pooled_out.kernel)  # once for all rows
-        count = count + 1.0
+        emb_sum, emb_sq_sum, count = emb_sum + e, emb_sq_sum + e * e, count + 1.0
+
+        def picked(x):  # the published row
+            return ops.sum(select * x, axis=0, keepdims=True)
+
         logits = 0.0
         if cfg.use_pooled:
-            mean = ops.sum(select * pooled_sum, axis=0, keepdims=True) / ops.sum(
-                select * count, axis=0, keepdims=True
-            )
-            logits = logits + mean + self.pooled_out.bias
+            stats = mean_std(picked(emb_sum), picked(emb_sq_sum), picked(count))
+            logits = logits + self.pooled_out(stats)
         if cfg.use_lstm:
-            h = ops.sum(select * h2, axis=0, keepdims=True)
-            logits = logits + self.lstm_out(p.head_act(self.head_dense(h)))
-        return p.activation(logits), h1, c1, h2, c2, pooled_sum, count
+            logits = logits + self.lstm_out(p.head_act(self.head_dense(picked(h2))))
+        return p.activation(logits), h1, c1, h2, c2, emb_sum, emb_sq_sum, count
 
 
 def build_step_model(members: list[MoodLayers], rows: int) -> keras.Model:
@@ -225,7 +238,7 @@ def build_step_model(members: list[MoodLayers], rows: int) -> keras.Model:
     for k, parts in enumerate(members):
         st = {
             n: keras.Input((w,), batch_size=rows, name=f"m{k}_{n}")
-            for n, w in state_shapes(parts.config.n_outputs).items()
+            for n, w in state_shapes(d).items()
         }
         inputs += list(st.values())
         y, *new = _StaggeredStep(parts, name=f"m{k}_step")(mfcc, lld, emb, *st.values(), select)
