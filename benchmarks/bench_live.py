@@ -57,6 +57,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -212,7 +213,13 @@ class ThreadCPU:
 
 
 def bench_listen(
-    artifact, url: str, prefix: str, clips: list[Path], tmp: Path, block_ms: float = 50.0
+    artifact,
+    url: str,
+    prefix: str,
+    clips: list[Path],
+    tmp: Path,
+    block_ms: float = 50.0,
+    prototypes: frozenset[str] = frozenset(),
 ) -> dict:
     import redis
     import soundfile as sf
@@ -222,8 +229,8 @@ def bench_listen(
     from streammood.audio.sources import FileSource
     from streammood.bus.keys import Keys
     from streammood.bus.publisher import MoodPublisher
-    from streammood.features.layout import EMBED_EVERY
-    from streammood.workers.tagging import FeatureStage, MoodStage
+    from streammood.features.layout import EMBED_EVERY, MEL_BANDS, MEL_PATCH_FRAMES
+    from streammood.workers.tagging import FeatureStage, ModelInputs, MoodStage
 
     ys, sr = [], None
     for path in clips:
@@ -270,6 +277,31 @@ def bench_listen(
                 rec[i.seq]["finish"] = 1.0
             return out
 
+    class OverlapFeatureStage(TimedFeatureStage):
+        """Prototype (not production): musicnn runs in its own thread as soon as a step's mel
+        patch is framed, while openSMILE's look-ahead is still pending; the released step joins
+        it. Same values as :class:`FeatureStage` (the embedding of the same patch, held alike)."""
+
+        def __init__(self, artifact, sample_rate: int, num_threads: int = 1) -> None:
+            super().__init__(artifact, sample_rate, num_threads)
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="prototype-musicnn")
+            self._futures: dict[int, Future] = {}
+
+        def _inputs(self, features):
+            embed = self.embedding._embedder.embed
+            for f in self.extractor._pending:  # framed, waiting for openSMILE
+                if f.mel_patch is not None and f.seq not in self._futures:
+                    self._futures[f.seq] = self._pool.submit(embed, f.mel_patch)
+            out = []
+            for f in features:
+                if f.mel_patch is not None:
+                    fut = self._futures.pop(f.seq, None)
+                    self.embedding._last = fut.result() if fut else embed(f.mel_patch)
+                out.append(
+                    ModelInputs(f.seq, f.t_start, f.t_end, f.mfcc, f.lld, self.embedding._last)
+                )
+            return out
+
     class TimedMoodStage(MoodStage):
         def __call__(self, inputs):
             t = time.time()
@@ -298,13 +330,21 @@ def bench_listen(
     keys = Keys(prefix)
     client = redis.Redis.from_url(url)
     sub = start_subscriber(url, keys.mood_channel, tmp / "listen-sub.tsv")
-    listen_mod.FeatureStage, listen_mod.MoodStage = TimedFeatureStage, TimedMoodStage
+    if "warmup" in prototypes:  # build what the first step would build, before the audio starts
+        from streammood.features.mfcc import _tables
+        from streammood.model.runtime import HeldEmbedding
+
+        _tables()
+        HeldEmbedding(artifact)(np.zeros((MEL_PATCH_FRAMES, MEL_BANDS), np.float32))
+    stage_cls = OverlapFeatureStage if "overlap" in prototypes else TimedFeatureStage
+    listen_mod.FeatureStage, listen_mod.MoodStage = stage_cls, TimedMoodStage
     source = TimedSource(wav, realtime=True, block_seconds=block_ms / 1000)
     threads = ThreadCPU()
     publisher = TimedPublisher(url, prefix)
     print(
         f"[1] listen: {audio_s:.1f} s of audio ({', '.join(p.name for p in clips)}) at {sr} Hz, "
-        f"{block_ms:g} ms blocks, real time; {load_avg()}",
+        f"{block_ms:g} ms blocks, real time; {load_avg()}"
+        + (f"; PROTOTYPE: {', '.join(sorted(prototypes))}" if prototypes else ""),
         flush=True,
     )
     try:
@@ -365,6 +405,8 @@ def bench_listen(
         lat_embed=lat_embed,
         lat_other=lat_other,
         lat_steady=lat_steady,
+        block_ms=block_ms,
+        prototypes=prototypes,
         steady_cpu=steady_cpu,
         steady_steps=steady_steps,
         parts=parts,
@@ -618,6 +660,13 @@ def main() -> None:
     parser.add_argument("--capacity-seconds", type=float, default=20.0)
     parser.add_argument("--naive-repeats", type=int, default=10)
     parser.add_argument(
+        "--prototype",
+        default="",
+        help="try proposed listen changes (not production code): 'overlap' (musicnn in its own "
+        "thread while openSMILE's look-ahead is pending), 'warmup' (build MFCC tables and run "
+        "musicnn once before the audio starts); comma-separated",
+    )
+    parser.add_argument(
         "--profile-infer", type=Path, help="write a cProfile of each infer worker to this folder"
     )
     parser.add_argument("--block-ms", type=float, default=50.0, help="listen's audio blocks, ms")
@@ -639,6 +688,7 @@ def main() -> None:
     clips = clip_paths(args.clips)
     prefix = f"smbench-{os.getpid()}"
     parts = set(args.parts.split(","))
+    prototypes = frozenset(p for p in args.prototype.split(",") if p)
     t_start = time.time()
     print(
         f"model {artifact.name} v{artifact.version} ({artifact.manifest.get('members')} members, "
@@ -649,7 +699,9 @@ def main() -> None:
         try:
             live, caps, naive = None, [], None
             if "listen" in parts:
-                live = bench_listen(artifact, args.redis_url, prefix, clips, tmp, args.block_ms)
+                live = bench_listen(
+                    artifact, args.redis_url, prefix, clips, tmp, args.block_ms, prototypes
+                )
             inputs = precompute_inputs(artifact, clips, 120)
             for n in [int(x) for x in args.sources.split(",")] if "capacity" in parts else []:
                 print(
@@ -719,7 +771,10 @@ def main() -> None:
     print(f"model {artifact.name} v{artifact.version}; {load_avg()} (2-core machine, shared)")
     if live is not None:
         print(
-            f"\n1. latency, end of step audio -> message in a subscriber process "
+            f"\n1. latency, end of step audio -> message in a subscriber process, "
+            f"{live['block_ms']:g} ms blocks"
+            + (f", PROTOTYPE {', '.join(sorted(live['prototypes']))}" if live["prototypes"] else "")
+            + " "
             f"({live['steps']} steps, {live['received']} received, {live['dropped']} dropped; "
             f"the last step, released by end of file, excluded)"
         )
