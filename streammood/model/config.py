@@ -58,7 +58,7 @@ class ModelConfig:
     """Dropout in the LSTM branch's head."""
     pooled_dropout: float = 0.2
     """Dropout on the running-mean embedding before its linear read-out."""
-    pooled_l2: float = 0.01
+    pooled_l2: float = 0.003
     """L2 penalty on the pooled branch's read-out weights."""
     use_lstm: bool = True
     use_pooled: bool = True
