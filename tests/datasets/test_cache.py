@@ -9,6 +9,9 @@ import pytest
 import streammood.datasets.cache as cache_mod
 from streammood.datasets.cache import ClipFeatures, FeatureCache, extract_clips
 from streammood.errors import StreammoodError
+from streammood.model.embedding import MusicnnEmbedder
+
+EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd.tflite)
 
 
 def _synthetic_clip(n=5, d=4, path="x.mp3"):
@@ -108,7 +111,7 @@ def test_extraction_shapes_and_counts(extracted, fourq_clips):
         n = c.n_steps
         assert 50 <= n <= 61
         assert c.mfcc.shape == (n, 21, 20) and c.lld.shape == (n, 260)
-        assert c.emb.shape == (n, 400) and c.emb.dtype == np.float32
+        assert c.emb.shape == (n, EMBED_DIM) and c.emb.dtype == np.float32
         np.testing.assert_allclose(c.t_start, np.arange(n) * 0.5)
         assert np.isfinite(c.mfcc).all() and np.isfinite(c.lld).all() and np.isfinite(c.emb).all()
     assert len(list(root.glob("*.npz"))) == 2

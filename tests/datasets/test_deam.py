@@ -21,6 +21,9 @@ from streammood.datasets.deam import (
     static_to_unit,
 )
 from streammood.errors import StreammoodError
+from streammood.model.embedding import MusicnnEmbedder
+
+EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd.tflite)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +36,10 @@ def annotations(deam_dir):
 def emomusic(deam_dir):
     """emoMusic's published static means: song → (valence, arousal) on the 1–9 scale."""
     with open(deam_dir / "emomusic_static_annotations.csv", newline="") as f:
-        return {int(r["song_id"]): (float(r["mean_valence"]), float(r["mean_arousal"]))
-                for r in csv.DictReader(f)}
+        return {
+            int(r["song_id"]): (float(r["mean_valence"]), float(r["mean_arousal"]))
+            for r in csv.DictReader(f)
+        }
 
 
 def test_static_headers_with_spaces_and_both_files(annotations, deam_dir):
@@ -152,7 +157,7 @@ def test_load_deam_dynamic_windows_are_aligned(small_deam, annotations):
     for w in windows:
         assert w.t_start == 14.5 and w.n_pad == 0  # step 29 ends at 15.0 s
         assert w.mfcc.shape == (60, 21, 20) and w.lld.shape == (60, 260)
-        assert w.emb.shape == (60, 400) and w.va.shape == (60, 2)
+        assert w.emb.shape == (60, EMBED_DIM) and w.va.shape == (60, 2)
         np.testing.assert_array_equal(w.va, dynamic_window(times, dynamic[int(w.song_id)]))
         v, a = w.va.mean(axis=0)
         assert w.label == (2 * (a <= 0) + (v <= 0))

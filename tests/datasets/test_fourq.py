@@ -10,7 +10,10 @@ from streammood.datasets.cache import FeatureCache
 from streammood.datasets.fourq import FOURQ_QUADRANT, load_fourq, read_fourq_labels
 from streammood.datasets.windows import stack_windows
 from streammood.errors import StreammoodError
+from streammood.model.embedding import MusicnnEmbedder
 from streammood.model.labels import QUADRANTS
+
+EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd.tflite)
 
 
 def _rows(path):
@@ -51,7 +54,7 @@ def test_load_fourq_windows_labels_groups(small_fourq, caplog):
     assert [w.song_id for w in windows] == sorted(songs)
     for w in windows:
         assert w.mfcc.shape == (60, 21, 20) and w.lld.shape == (60, 260)
-        assert w.emb.shape == (60, 400)
+        assert w.emb.shape == (60, EMBED_DIM)
         assert w.va is None and w.t_start == 0.0
         quadrant = metadata[w.song_id]["Quadrant"]
         assert QUADRANTS[w.label] == FOURQ_QUADRANT[quadrant]

@@ -37,8 +37,10 @@ def test_window_from_a_start_step():
 
 
 def test_stack_windows_shapes():
-    ws = [make_window(_clip(n), song_id=str(n), group="g", label=n % 4, va=np.ones(2))
-          for n in (50, 60, 70)]
+    ws = [
+        make_window(_clip(n), song_id=str(n), group="g", label=n % 4, va=np.ones(2))
+        for n in (50, 60, 70)
+    ]
     ws.append(make_window(_clip(60), song_id="x", group="h"))
     out = stack_windows(ws)
     assert out["mfcc"].shape == (4, 60, 21, 20) and out["mfcc"].dtype == np.float32
