@@ -52,9 +52,9 @@ class ModelConfig:
     """Hyper-parameters of one model."""
 
     task: str = "classification"
-    input_dropout: float = 0.3
+    input_dropout: float = 0.5
     """Dropout on the per-step input of the LSTMs."""
-    head_dropout: float = 0.5
+    head_dropout: float = 0.7
     """Dropout in the LSTM branch's head."""
     pooled_dropout: float = 0.2
     """Dropout on the running-mean embedding before its linear read-out."""

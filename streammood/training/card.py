@@ -74,10 +74,13 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
             "Training: "
             + ", ".join(
                 f"seed {m['seed']}: best epoch {m['best_epoch']} of {m['epochs_run']} "
-                f"({m['seconds']:.0f} s)"
+                f"({m['seconds']:.0f} s, LSTM branch {m.get('lstm_branch', 'trained')})"
                 for m in members
             )
-            + " (early stopping on the validation loss).",
+            + ". Early stopping on the validation loss; training runs in two stages — the pooled "
+            "read-out alone, then the whole model from there at a lower learning rate — and a "
+            "member keeps its LSTM branch only where that lowered its validation loss "
+            "(\"zero\": the branch's output layer stays at zero).",
         ]
     if test:
         pw, ps = test.get("per_window", {}), test.get("per_step", {})

@@ -33,4 +33,6 @@ class TrainConfig:
     steps alike."""
     pooled_first: bool = True
     """Train the pooled read-out alone first, then the whole model (see ``fit_member``)."""
+    stage2_lr_scale: float = 0.05
+    """Learning rate of the second stage, relative to ``learning_rate``."""
     model: ModelConfig = field(default_factory=ModelConfig)

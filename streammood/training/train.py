@@ -99,6 +99,7 @@ def fit_member(
     y_val, w_val = _targets(val, config.task, config.step_weight_power)
     started = time.perf_counter()
     staged = config.pooled_first and config.model.use_lstm and config.model.use_pooled
+    lstm_kept = True
     loss = "sparse_categorical_crossentropy" if config.task == "classification" else "mae"
     losses: list[float] = []
 
@@ -136,14 +137,17 @@ def fit_member(
         start_loss = float(
             model.evaluate(_inputs(val), y_val, sample_weight=w_val, verbose=0, batch_size=64)
         )
-        fit(model, _inputs(train), _inputs(val), config.learning_rate * 0.3, " (2/2)")
+        lr2 = config.learning_rate * config.stage2_lr_scale
+        fit(model, _inputs(train), _inputs(val), lr2, " (2/2)")
         stage2 = losses[stage1_epochs:]
-        if min(stage2) >= start_loss:  # the LSTM branch did not help on validation: keep stage 1
+        lstm_kept = min(stage2) < start_loss
+        if not lstm_kept:  # the LSTM branch did not help on validation: keep stage 1
             model.set_weights(start)
     else:
         fit(model, _inputs(train), _inputs(val), config.learning_rate, "")
     summary = {
         "seed": seed,
+        "lstm_branch": "trained" if not staged else ("kept" if lstm_kept else "zero (no gain)"),
         "epochs_run": len(losses),
         "best_epoch": int(np.argmin(losses)) + 1,
         "best_val_loss": float(np.min(losses)),
