@@ -98,6 +98,31 @@ with open(out, "w") as fh:
 """
 
 
+# Prototype (not production): an ``infer`` worker whose sources share one LiteRT step
+# interpreter; each source keeps only its own state arrays (the step model's state is explicit).
+SHARED_RUNTIME_WORKER = r"""
+import sys
+import streammood.workers.tagging as tagging
+from streammood.model.runtime import MoodRuntime
+
+class SharedRuntime(MoodRuntime):
+    _shared = {}
+
+    def __init__(self, artifact, num_threads=1):
+        key = (str(artifact.path), num_threads)
+        if key not in self._shared:
+            self._shared[key] = MoodRuntime(artifact, num_threads)
+        proto = self._shared[key]
+        self.artifact, self.rows = artifact, artifact.rows
+        self._runner, self._state_shapes = proto._runner, proto._state_shapes
+        self.reset()
+
+tagging.MoodRuntime = SharedRuntime
+from streammood.cli import app
+app(prog_name="streammood", args=sys.argv[1:])
+"""
+
+
 # --- helpers -----------------------------------------------------------------------------------
 
 
@@ -125,6 +150,12 @@ def proc_cpu(pid: int | str = "self", tid: int | None = None) -> float:
     with open(path) as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def proc_rss_mib(pid: int) -> float:
+    """Resident memory of a process, MiB."""
+    with open(f"/proc/{pid}/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def clip_paths(specs: list[str]) -> list[Path]:
@@ -458,6 +489,7 @@ def bench_capacity(
     seconds: float,
     tmp: Path,
     profile: Path | None = None,
+    shared_runtime: bool = False,
 ) -> dict:
     import redis
 
@@ -487,8 +519,7 @@ def bench_capacity(
         [
             sys.executable,
             *(["-m", "cProfile", "-o", str(profile / f"infer-{n}.prof")] if profile else []),
-            "-m",
-            "streammood",
+            *(["-c", SHARED_RUNTIME_WORKER] if shared_runtime else ["-m", "streammood"]),
             "infer",
             "--redis-url",
             url,
@@ -543,6 +574,7 @@ def bench_capacity(
             break
         time.sleep(0.1)
     cpu1, w1 = proc_cpu(worker.pid), time.time()
+    rss = proc_rss_mib(worker.pid)
     redis1 = redis_usage(client)
     worker.send_signal(signal.SIGINT)
     try:
@@ -595,6 +627,7 @@ def bench_capacity(
         wall=w1 - w0,
         feed_wall=t_fed - w0,
         redis_cpu=redis1["cpu"] - redis0["cpu"],
+        rss=rss,
         xreads=redis1["xread"] - redis0["xread"],
         late=late,
         log=(tmp / f"infer-{n}.log").read_text().strip().splitlines()[-1:],
@@ -664,7 +697,8 @@ def main() -> None:
         default="",
         help="try proposed listen changes (not production code): 'overlap' (musicnn in its own "
         "thread while openSMILE's look-ahead is pending), 'warmup' (build MFCC tables and run "
-        "musicnn once before the audio starts); comma-separated",
+        "musicnn once before the audio starts); for infer: 'shared-runtime' (one LiteRT step "
+        "interpreter shared by all sources of the worker, per-source state only); comma-separated",
     )
     parser.add_argument(
         "--profile-infer", type=Path, help="write a cProfile of each infer worker to this folder"
@@ -706,7 +740,8 @@ def main() -> None:
             for n in [int(x) for x in args.sources.split(",")] if "capacity" in parts else []:
                 print(
                     f"[3] infer capacity, N = {n} sources, {args.capacity_seconds:.0f} s; "
-                    f"{load_avg()}",
+                    f"{load_avg()}"
+                    + ("; PROTOTYPE: shared-runtime" if "shared-runtime" in prototypes else ""),
                     flush=True,
                 )
                 cap = bench_capacity(
@@ -719,6 +754,7 @@ def main() -> None:
                     args.capacity_seconds,
                     tmp,
                     args.profile_infer,
+                    "shared-runtime" in prototypes,
                 )
                 caps.append(cap)
                 print(
@@ -811,12 +847,15 @@ def main() -> None:
                     print(
                         f"       {stage:<38} {1000 * stage_cpu / live['steady_steps']:6.2f} ms/step"
                     )
-    print("\n3. one infer worker (separate process), N real-time sources at 2 frames/s each:")
+    print(
+        "\n3. one infer worker (separate process), N real-time sources at 2 frames/s each"
+        + (", PROTOTYPE shared-runtime:" if "shared-runtime" in prototypes else ":")
+    )
     if caps:
         print(
             f"   {'N':>4} {'sent':>6} {'answered':>8} {'lag median':>11} {'lag p99':>9} "
             f"{'lag max':>8} {'growth':>8} {'worker CPU':>10} {'CPU/msg':>8} "
-            f"{'Redis CPU':>9} {'XREAD/msg':>9} {'feeder late p99':>15}  verdict"
+            f"{'Redis CPU':>9} {'XREAD/msg':>9} {'RSS':>8} {'feeder late p99':>15}  verdict"
         )
     for c in caps:
         lag = 1000 * np.asarray(c["lags"]) if c["lags"] else np.array([np.nan])
@@ -826,6 +865,7 @@ def main() -> None:
             f"{100 * c['cpu'] / c['wall']:9.0f}% "
             f"{1000 * c['cpu'] / max(1, c['answered']):6.2f}ms "
             f"{100 * c['redis_cpu'] / c['wall']:8.0f}% {c['xreads'] / max(1, c['answered']):9.2f} "
+            f"{c['rss']:5.0f}MiB "
             f"{1000 * pct(c['late'], 99):13.1f}ms  {'holds' if c['holds'] else 'falls behind'}"
         )
     held = [c["n"] for c in caps if c["holds"]]

@@ -2,7 +2,7 @@
 
 Per step, on real music features (medians of many calls, 1 thread, this machine):
 
-* pretrained branch: musicnn (MSD + MTT) on LiteRT for one 3 s patch, and averaged per step
+* pretrained branch: musicnn (MSD) on LiteRT for one 3 s patch, and averaged per step
   (one patch every ``EMBED_EVERY`` steps);
 * sequence core + MFCC-CNN: one call of the artifact's step model (60 staggered states, all
   ensemble members, one batched LiteRT call);
@@ -97,7 +97,7 @@ def main() -> None:
     added = patch_ms / EMBED_EVERY + core_ms
     training = artifact.manifest.get("training", {}).get("members", [])
     print(f"model {artifact.name} v{artifact.version}: {members} members, clip {clip.name}")
-    print(f"musicnn MSD+MTT, one 3 s patch (LiteRT, 1 thread):   {patch_ms:8.2f} ms")
+    print(f"musicnn (MSD), one 3 s patch (LiteRT, 1 thread):     {patch_ms:8.2f} ms")
     per_step = patch_ms / EMBED_EVERY
     print(f"  per step (one patch every {EMBED_EVERY} steps):                {per_step:8.2f} ms")
     print(
