@@ -158,10 +158,33 @@ def _default_source_id(device: str | None, file: str | None) -> str:
     return cleaned[:64]
 
 
-def _open_audio(device: str | None, file: str | None, realtime: bool):
+def _open_live(
+    device: str | None,
+    file: str | None,
+    realtime: bool,
+    source_id: str | None,
+    model: str | None,
+    redis_url: str | None,
+    *,
+    start_redis: bool,
+):
+    """What ``listen`` and ``capture`` both need, checked in the order that fails cheapest:
+    ``(source id, model artifact, Redis endpoint, audio source)``."""
     from streammood.audio.sources import open_source
+    from streammood.bus.embedded import ensure_redis
+    from streammood.bus.keys import validate_source
+    from streammood.model.artifact import load_artifact
 
-    return open_source(device=_device_arg(device), file=file, realtime=realtime)
+    sid = validate_source(source_id or _default_source_id(device, file))
+    artifact = load_artifact(model)
+    endpoint = ensure_redis(redis_url, start=start_redis)
+    _stderr().print(f"streammood: {endpoint.describe()}")
+    try:
+        source = open_source(device=_device_arg(device), file=file, realtime=realtime)
+    except BaseException:
+        endpoint.close()
+        raise
+    return sid, artifact, endpoint, source
 
 
 # --- live tagging ----------------------------------------------------------------------------
@@ -182,20 +205,15 @@ def listen(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Tag live audio every 500 ms and publish the mood on Redis."""
-    from streammood.bus.embedded import ensure_redis
-    from streammood.bus.keys import validate_source
     from streammood.bus.publisher import MoodPublisher
     from streammood.bus.subscriber import mood_line
-    from streammood.model.artifact import load_artifact
     from streammood.workers.listen import run_listen
 
     _setup_logging(verbose)
     err = _stderr()
-    sid = validate_source(source_id or _default_source_id(device, file))
-    artifact = load_artifact(model)
-    endpoint = ensure_redis(redis_url, start=True)
-    err.print(f"streammood: {endpoint.describe()}")
-    source = _open_audio(device, file, realtime)
+    sid, artifact, endpoint, source = _open_live(
+        device, file, realtime, source_id, model, redis_url, start_redis=True
+    )
     err.print(
         f"streammood: tagging {source.name} ({source.sample_rate} Hz) as '{sid}' with "
         f"{artifact.name} v{artifact.version}; channel {prefix}:mood, history {prefix}:mood:{sid}"
@@ -243,19 +261,14 @@ def capture(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Capture audio and publish feature frames to Redis for 'infer' workers."""
-    from streammood.bus.embedded import ensure_redis
-    from streammood.bus.keys import validate_source
     from streammood.bus.publisher import FramePublisher
-    from streammood.model.artifact import load_artifact
     from streammood.workers.capture import run_capture
 
     _setup_logging(verbose)
     err = _stderr()
-    sid = validate_source(source_id or _default_source_id(device, file))
-    artifact = load_artifact(model)
-    endpoint = ensure_redis(redis_url, start=False)
-    err.print(f"streammood: {endpoint.describe()}")
-    source = _open_audio(device, file, realtime)
+    sid, artifact, endpoint, source = _open_live(
+        device, file, realtime, source_id, model, redis_url, start_redis=False
+    )
     err.print(f"streammood: capturing {source.name} as '{sid}' → {prefix}:frames:{sid}")
     publisher = FramePublisher(endpoint.url, prefix, metrics_id=f"capture-{sid}"[:64])
     try:
