@@ -170,6 +170,7 @@ def start_subscriber(url: str, channel: str, out: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-c", SUBSCRIBER, url, channel, str(out)],
         stdout=subprocess.PIPE,
+        stderr=open(str(out) + ".err", "w"),  # noqa: SIM115 - the child owns it
         text=True,
     )
     if proc.stdout.readline().strip() != "ready":
@@ -384,12 +385,15 @@ def bench_listen(
             stats = listen_mod.run_listen(source, artifact, "bench-live", publisher)
             publisher.flush(timeout=10)
             c1, w1 = time.process_time(), time.perf_counter()
+        time.sleep(0.5)
+        rows = stop_subscriber(client, keys.mood_channel, sub, tmp / "listen-sub.tsv")
     finally:
         listen_mod.FeatureStage, listen_mod.MoodStage = FeatureStage, MoodStage
         publisher.close(timeout=10)
-    time.sleep(0.5)
-    rows = stop_subscriber(client, keys.mood_channel, sub, tmp / "listen-sub.tsv")
-    client.close()
+        if sub.poll() is None:  # only when something failed
+            sub.kill()
+            sub.wait()
+        client.close()
     print(f"    done; {load_avg()}", flush=True)
 
     t0 = source.t0_wall
@@ -511,83 +515,92 @@ def bench_capacity(
         for i in range(per_source)
     }
     client = redis.Redis.from_url(url)
-    client.sadd(keys.frame_sources, *sources)
-    out = tmp / f"cap-{n}.tsv"
-    sub = start_subscriber(url, keys.mood_channel, out)
-    err = open(tmp / f"infer-{n}.log", "w")  # noqa: SIM115 - closed below
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            *(["-m", "cProfile", "-o", str(profile / f"infer-{n}.prof")] if profile else []),
-            *(["-c", SHARED_RUNTIME_WORKER] if shared_runtime else ["-m", "streammood"]),
-            "infer",
-            "--redis-url",
-            url,
-            "--prefix",
-            keys.prefix,
-            "--model",
-            model_path,
-            "--quiet",
-        ],
-        cwd=ROOT,
-        stdout=err,
-        stderr=subprocess.STDOUT,
-    )
-    leases = [keys.lease(s) for s in sources]
-    deadline = time.monotonic() + 60
-    while client.exists(*leases) < n:
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"infer worker did not claim {n} sources; see {err.name}")
-        time.sleep(0.1)
-
-    sent: dict[tuple[str, int], float] = {}
-    late = []
-    redis0 = redis_usage(client)
-    cpu0, w0 = proc_cpu(worker.pid), time.time()
-    t_base = w0 + 0.2
-    schedule = sorted((t_base + k * 0.5 / n + i * 0.5, k, i) for k, i in frames)
-    for due, k, i in schedule:
-        delay = due - time.time()
-        if delay > 0.0005:
-            time.sleep(delay)
-        t = time.time()
-        client.xadd(
-            keys.frames_stream(sources[k]),
-            {"frame": frames[(k, i)]},
-            maxlen=DEFAULT_FRAME_MAXLEN,
-            approximate=True,
-        )
-        sent[(sources[k], i)] = t
-        late.append(t - due)
-    t_fed = time.time()
-    # drain: wait until every frame has a mood in the history streams (or no progress for 5 s)
-    total, last, last_change = len(sent), -1, time.time()
-    mood_keys = [keys.mood_stream(s) for s in sources]
-    while True:
-        pipe = client.pipeline(transaction=False)
-        for key in mood_keys:
-            pipe.xlen(key)
-        done = sum(pipe.execute())
-        if done != last:
-            last, last_change = done, time.time()
-        if done >= total or time.time() - last_change > 5:
-            break
-        time.sleep(0.1)
-    cpu1, w1 = proc_cpu(worker.pid), time.time()
-    rss = proc_rss_mib(worker.pid)
-    redis1 = redis_usage(client)
-    worker.send_signal(signal.SIGINT)
+    procs: list[subprocess.Popen] = []
     try:
-        worker.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-    err.close()
-    time.sleep(0.3)
-    rows = stop_subscriber(client, keys.mood_channel, sub, out)
-    for key in client.scan_iter(f"{keys.prefix}:*"):
-        client.delete(key)
-    client.close()
+        client.sadd(keys.frame_sources, *sources)
+        out = tmp / f"cap-{n}.tsv"
+        sub = start_subscriber(url, keys.mood_channel, out)
+        procs.append(sub)
+        err = open(tmp / f"infer-{n}.log", "w")  # noqa: SIM115 - closed below
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                *(["-m", "cProfile", "-o", str(profile / f"infer-{n}.prof")] if profile else []),
+                *(["-c", SHARED_RUNTIME_WORKER] if shared_runtime else ["-m", "streammood"]),
+                "infer",
+                "--redis-url",
+                url,
+                "--prefix",
+                keys.prefix,
+                "--model",
+                model_path,
+                "--quiet",
+            ],
+            cwd=ROOT,
+            stdout=err,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(worker)
+        leases = [keys.lease(s) for s in sources]
+        deadline = time.monotonic() + 60
+        while client.exists(*leases) < n:
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"infer worker did not claim {n} sources; see {err.name}")
+            time.sleep(0.1)
+
+        sent: dict[tuple[str, int], float] = {}
+        late = []
+        redis0 = redis_usage(client)
+        cpu0, w0 = proc_cpu(worker.pid), time.time()
+        t_base = w0 + 0.2
+        schedule = sorted((t_base + k * 0.5 / n + i * 0.5, k, i) for k, i in frames)
+        for due, k, i in schedule:
+            delay = due - time.time()
+            if delay > 0.0005:
+                time.sleep(delay)
+            t = time.time()
+            client.xadd(
+                keys.frames_stream(sources[k]),
+                {"frame": frames[(k, i)]},
+                maxlen=DEFAULT_FRAME_MAXLEN,
+                approximate=True,
+            )
+            sent[(sources[k], i)] = t
+            late.append(t - due)
+        t_fed = time.time()
+        # drain: wait until every frame has a mood in the history streams (or no progress for 5 s)
+        total, last, last_change = len(sent), -1, time.time()
+        mood_keys = [keys.mood_stream(s) for s in sources]
+        while True:
+            pipe = client.pipeline(transaction=False)
+            for key in mood_keys:
+                pipe.xlen(key)
+            done = sum(pipe.execute())
+            if done != last:
+                last, last_change = done, time.time()
+            if done >= total or time.time() - last_change > 5:
+                break
+            time.sleep(0.1)
+        cpu1, w1 = proc_cpu(worker.pid), time.time()
+        rss = proc_rss_mib(worker.pid)
+        redis1 = redis_usage(client)
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        err.close()
+        time.sleep(0.3)
+        rows = stop_subscriber(client, keys.mood_channel, sub, out)
+    finally:
+        for proc in procs:  # left running only when something failed
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for key in client.scan_iter(f"{keys.prefix}:*"):
+            client.delete(key)
+        client.close()
 
     lags, first, second = [], [], []
     mid = t_base + seconds / 2
