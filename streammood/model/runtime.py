@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.features.layout import (
+    MEL_BANDS,
+    MEL_PATCH_FRAMES,
+    MFCC_FRAMES,
+    N_LLD_STATS,
+    N_MFCC,
+)
 from streammood.model.artifact import ModelArtifact, ModelError
 from streammood.model.embedding import EmbedderError, MusicnnEmbedder
 from streammood.model.labels import QUADRANTS, va_from_probs
@@ -89,32 +95,24 @@ class HeldEmbedding:
     def reset(self) -> None:
         self._last = np.zeros_like(self._last)
 
+    def warm_up(self) -> None:
+        """Run the interpreter once on silence so that the first live patch is not slow."""
+        self._embedder.embed(np.zeros((MEL_PATCH_FRAMES, MEL_BANDS), np.float32))
 
-class MoodRuntime:
-    """Explicit-state streaming runner over an artifact's ``step.tflite``.
 
-    Parameters
-    ----------
-    artifact : ModelArtifact
-        A loaded model.
-    num_threads : int
-        LiteRT threads.
-
-    Notes
-    -----
-    One instance holds one stream's state; run one per source. ``step`` costs one interpreter
-    call (~0.1 ms) regardless of the window length.
-    """
+class StepModel:
+    """An artifact's ``step.tflite`` on one LiteRT interpreter. It holds no stream state, so one
+    instance serves any number of :class:`MoodRuntime` streams in the same thread (an ``infer``
+    worker shares one across its sources: ~30 MiB and a cold start per source saved)."""
 
     def __init__(self, artifact: ModelArtifact, num_threads: int = 1) -> None:
         self.artifact = artifact
-        self.rows = artifact.rows
-        self._runner = _interpreter(artifact.file("step"), num_threads).get_signature_runner()
-        inputs = self._runner.get_input_details()
-        missing = {"mfcc", "lld", "emb"} - set(inputs)
+        self.runner = _interpreter(artifact.file("step"), num_threads).get_signature_runner()
+        inputs = self.runner.get_input_details()
+        missing = {"mfcc", "lld", "emb", "select"} - set(inputs)
         if missing:
             raise ModelError(f"{artifact.path}: step model lacks inputs {sorted(missing)}")
-        self._state_shapes = {
+        self.state_shapes = {
             name: tuple(d["shape"])
             for name, d in inputs.items()
             if name not in ("mfcc", "lld", "emb", "select")
@@ -122,6 +120,40 @@ class MoodRuntime:
         emb_shape = tuple(inputs["emb"]["shape"])
         if emb_shape != (1, artifact.emb_dim):
             raise ModelError(f"{artifact.path}: step model embedding {emb_shape} != manifest")
+
+
+class MoodRuntime:
+    """Explicit-state streaming runner over an artifact's step model.
+
+    Parameters
+    ----------
+    artifact : ModelArtifact
+        A loaded model.
+    num_threads : int
+        LiteRT threads (when this runtime makes its own :class:`StepModel`).
+    step_model : StepModel, optional
+        A step model to share with other streams of the same thread.
+
+    Notes
+    -----
+    One instance holds one stream's state; run one per source. ``step`` costs one interpreter
+    call (~0.4 ms per ensemble member) regardless of the window length.
+    """
+
+    def __init__(
+        self, artifact: ModelArtifact, num_threads: int = 1, step_model: StepModel | None = None
+    ) -> None:
+        self.artifact = artifact
+        self.rows = artifact.rows
+        model = step_model or StepModel(artifact, num_threads)
+        self._runner = model.runner
+        self._state_shapes = model.state_shapes
+        self._emb_dim = artifact.emb_dim
+        self.reset()
+
+    def warm_up(self) -> None:
+        """One step on zeros, then :meth:`reset` (the first live step is then not slow)."""
+        self.step(np.zeros((MFCC_FRAMES, N_MFCC)), np.zeros(N_LLD_STATS), np.zeros(self._emb_dim))
         self.reset()
 
     def reset(self) -> None:

@@ -80,7 +80,7 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
             + ". Early stopping on the validation loss; training runs in two stages — the pooled "
             "read-out alone, then the whole model from there at a lower learning rate — and a "
             "member keeps its LSTM branch only where that lowered its validation loss "
-            "(\"zero\": the branch's output layer stays at zero).",
+            '("zero": the branch\'s output layer stays at zero).',
         ]
     if test:
         pw, ps = test.get("per_window", {}), test.get("per_step", {})

@@ -17,6 +17,7 @@ from streammood.bus.publisher import MoodPublisher
 from streammood.bus.schema import MoodMessage
 from streammood.bus.subscriber import FrameReader
 from streammood.model.artifact import ModelArtifact
+from streammood.model.runtime import StepModel
 from streammood.workers.tagging import MoodStage, decode_inputs, embedder_id
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def run_infer(
     stats = InferStats()
     ident = embedder_id(artifact)
     stages: dict[str, MoodStage] = {}
+    step_model = StepModel(artifact)  # one interpreter for every source of this worker
     reader = FrameReader(client, prefix, sources=sources, worker_id=worker_id)
     last_frame = time.monotonic()
     backoff = 0.1
@@ -74,7 +76,7 @@ def run_infer(
                 break
             for frame in frames:
                 stage = stages.get(frame.source) or stages.setdefault(
-                    frame.source, MoodStage(artifact, frame.source)
+                    frame.source, MoodStage(artifact, frame.source, step_model)
                 )
                 try:
                     inputs = decode_inputs(frame.header, frame.arrays, ident, artifact.emb_dim)

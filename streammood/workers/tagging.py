@@ -17,10 +17,17 @@ import numpy as np
 from streammood.bus.codec import FrameError, encode_frame
 from streammood.bus.schema import ModelRef, MoodMessage
 from streammood.features.extractor import StreamingExtractor
-from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.features.layout import (
+    MFCC_FRAMES,
+    MFCC_HISTORY,
+    MFCC_STEP_SAMPLES,
+    N_LLD_STATS,
+    N_MFCC,
+)
+from streammood.features.mfcc import mfcc_block
 from streammood.model.artifact import ModelArtifact
 from streammood.model.labels import QUADRANTS
-from streammood.model.runtime import HeldEmbedding, MoodRuntime
+from streammood.model.runtime import HeldEmbedding, MoodRuntime, StepModel
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,11 @@ class FeatureStage:
 
     def __init__(self, artifact: ModelArtifact, sample_rate: int, num_threads: int = 1) -> None:
         self.extractor = StreamingExtractor(sample_rate)
+        # warm up before audio flows: the first MFCC block loads librosa's tables (~0.6 s) and the
+        # first musicnn call sets its interpreter up (~0.1 s); neither may delay step 0
+        mfcc_block(np.zeros(MFCC_HISTORY, np.float32), np.zeros(MFCC_STEP_SAMPLES, np.float32))
         self.embedding = HeldEmbedding(artifact, num_threads=num_threads)
+        self.embedding.warm_up()
 
     def push(self, block: np.ndarray) -> list[ModelInputs]:
         """Add ``(n,)`` float32 samples at ``sample_rate``; return the steps now complete."""
@@ -128,9 +139,12 @@ class FeatureStage:
 class MoodStage:
     """:class:`ModelInputs` of one source → :class:`MoodMessage` (exact rolling window)."""
 
-    def __init__(self, artifact: ModelArtifact, source: str, num_threads: int = 1) -> None:
+    def __init__(
+        self, artifact: ModelArtifact, source: str, step_model: StepModel | None = None
+    ) -> None:
         self.source = source
-        self.runtime = MoodRuntime(artifact, num_threads=num_threads)
+        self.runtime = MoodRuntime(artifact, step_model=step_model)
+        self.runtime.warm_up()
         self.model = ModelRef(artifact.name, artifact.version)
         self.expected_seq: int | None = None
         self.gaps = 0

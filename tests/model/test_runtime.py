@@ -116,3 +116,21 @@ def test_serving_path_does_not_import_tensorflow(shipped_model):
         "assert 'keras' not in sys.modules, 'keras imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_streams_sharing_one_step_model_equal_separate_ones(long_inputs, shipped_model):
+    """An infer worker runs many sources on one interpreter: interleaving must change nothing."""
+    from streammood.model.runtime import StepModel
+
+    mfcc, lld, emb = long_inputs
+    shared = StepModel(shipped_model)
+    a, b = (
+        MoodRuntime(shipped_model, step_model=shared),
+        MoodRuntime(shipped_model, step_model=shared),
+    )
+    b.warm_up()
+    alone = MoodRuntime(shipped_model)
+    for t in range(70):
+        pa = a.step(mfcc[t], lld[t], emb[t])
+        b.step(mfcc[-1 - t], lld[-1 - t], emb[-1 - t])  # another stream in between
+        np.testing.assert_array_equal(pa.probs, alone.step(mfcc[t], lld[t], emb[t]).probs)
