@@ -12,7 +12,7 @@ computes every step at once; :func:`extract_stream` runs the live path over an i
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -78,6 +78,10 @@ class StreamingExtractor:
     ----------
     input_rate : int
         Sample rate of the blocks pushed, Hz.
+    on_patch : callable, optional
+        Called with ``(seq, mel_patch)`` as soon as a step's mel patch exists — while its LLD
+        statistics still wait for openSMILE's look-ahead — so a consumer can start work on it
+        early (the live path runs musicnn in that time). The patch also comes with the step.
 
     Examples
     --------
@@ -88,8 +92,11 @@ class StreamingExtractor:
     ...     rest = ex.finish()
     """
 
-    def __init__(self, input_rate: int) -> None:
+    def __init__(
+        self, input_rate: int, on_patch: Callable[[int, np.ndarray], None] | None = None
+    ) -> None:
         self.framer = Framer(input_rate)
+        self._on_patch = on_patch
         self._history = np.zeros(MFCC_HISTORY, np.float32)
         self._mel = MelPatcher()
         self._smile = StreamingSmile()
@@ -163,6 +170,8 @@ class StreamingExtractor:
             self._history = y22[-MFCC_HISTORY:].copy()
             self._mel.push(step.y16)
             patch = self._mel.patch() if step.seq % EMBED_EVERY == 0 else None
+            if patch is not None and self._on_patch is not None:
+                self._on_patch(step.seq, patch)
             feats = StepFeatures(step.seq, step.t_start, step.t_end, mfcc, None, patch)
             self._pending.append(feats)
             parts.append(self._claim(step.y16, step.seq * SMILE_STEP_SAMPLES))

@@ -92,6 +92,15 @@ class HeldEmbedding:
             self._last = self._embedder.embed(mel_patch)
         return self._last
 
+    def embed(self, mel_patch: np.ndarray) -> np.ndarray:
+        """The embedding of one patch, without holding it (for work done ahead of time)."""
+        return self._embedder.embed(mel_patch)
+
+    def hold(self, embedding: np.ndarray) -> np.ndarray:
+        """Hold an embedding computed ahead (by :meth:`embed`) as the current one."""
+        self._last = np.asarray(embedding, np.float32)
+        return self._last
+
     def reset(self) -> None:
         self._last = np.zeros_like(self._last)
 
