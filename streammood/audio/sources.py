@@ -40,6 +40,13 @@ __all__ = [
 ]
 
 
+BLOCK_SECONDS = 0.02
+"""Default block length, seconds. Small blocks cut latency: a step's exact features wait for
+~120 ms of the next audio (openSMILE's look-ahead) plus up to one block; 20 ms blocks gave p99
+189 ms from a step's end to a subscriber, 50 ms blocks 209 ms, at ~35 vs ~26 ms of CPU per step
+(docs/benchmarks.md, "Live tagging")."""
+
+
 class DeviceError(StreammoodError):
     """A sound device cannot be used (unknown, no PortAudio, unsupported settings, stopped)."""
 
@@ -139,7 +146,7 @@ class FileSource:
     """
 
     def __init__(
-        self, path: str | Path, realtime: bool = False, block_seconds: float = 0.05
+        self, path: str | Path, realtime: bool = False, block_seconds: float = BLOCK_SECONDS
     ) -> None:
         if block_seconds <= 0:
             raise ValueError(f"block_seconds must be > 0, got {block_seconds}")
@@ -303,7 +310,7 @@ class DeviceSource:
     block_seconds : float
         PortAudio block length, seconds.
     queue_blocks : int
-        Queue capacity, blocks (the default holds about 3 s at 50 ms blocks).
+        Queue capacity, blocks (the default holds 3 s of 20 ms blocks).
     log_every : int
         Log a warning at the first problem and then once every this many.
     dtype : {"int16", "float32"}
@@ -323,8 +330,8 @@ class DeviceSource:
         self,
         device: int | str | None = None,
         samplerate: int | None = None,
-        block_seconds: float = 0.05,
-        queue_blocks: int = 64,
+        block_seconds: float = BLOCK_SECONDS,
+        queue_blocks: int = 150,
         log_every: int = 50,
         dtype: str = "int16",
     ) -> None:
