@@ -5,8 +5,8 @@ One run measures, on real 4Q music, the real model and the real Redis (private k
 
 1. **Latency** of ``listen``: :func:`~streammood.workers.listen.run_listen` runs in this process
    over two clips back to back (~60 s, written to a temporary WAV) through
-   ``FileSource(realtime=True, block_seconds=0.05)``, paced like a device delivering 50 ms blocks
-   (``--block-ms``); a subscriber in a **separate process** (plain redis-py pub/sub) stamps each
+   ``FileSource(realtime=True)``, paced like a device delivering blocks (20 ms by default,
+   ``--block-ms``); a subscriber in a **separate process** (plain redis-py pub/sub) stamps each
    message with ``time.time()`` when it arrives. Latency = receive time - (wall time at which the
    source's audio clock started + the step's ``t_end``): from the moment the step's last sample
    would have been captured to the moment a consumer holds the message. Broken down per step by
@@ -37,7 +37,7 @@ The machine is shared: the load average is printed before and after each part.
 
 Run (from the project root; ~3-4 minutes)::
 
-    .venv/bin/python benchmarks/bench_live.py [--model models/streammood-4q] [--block-ms 50]
+    .venv/bin/python benchmarks/bench_live.py [--model models/streammood-4q] [--block-ms 20]
         [--sources 25,50,100,150,200,250] [--capacity-seconds 20]
         [--parts listen,capacity,naive] [--redis-url redis://127.0.0.1:6379/0]
         [--profile-infer DIR]
@@ -57,11 +57,12 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from streammood.audio.sources import BLOCK_SECONDS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -100,29 +101,6 @@ with open(out, "w") as fh:
 
 # Prototype (not production): an ``infer`` worker whose sources share one LiteRT step
 # interpreter; each source keeps only its own state arrays (the step model's state is explicit).
-SHARED_RUNTIME_WORKER = r"""
-import sys
-import streammood.workers.tagging as tagging
-from streammood.model.runtime import MoodRuntime
-
-class SharedRuntime(MoodRuntime):
-    _shared = {}
-
-    def __init__(self, artifact, num_threads=1):
-        key = (str(artifact.path), num_threads)
-        if key not in self._shared:
-            self._shared[key] = MoodRuntime(artifact, num_threads)
-        proto = self._shared[key]
-        self.artifact, self.rows = artifact, artifact.rows
-        self._runner, self._state_shapes = proto._runner, proto._state_shapes
-        self.reset()
-
-tagging.MoodRuntime = SharedRuntime
-from streammood.cli import app
-app(prog_name="streammood", args=sys.argv[1:])
-"""
-
-
 # --- helpers -----------------------------------------------------------------------------------
 
 
@@ -250,8 +228,7 @@ def bench_listen(
     prefix: str,
     clips: list[Path],
     tmp: Path,
-    block_ms: float = 50.0,
-    prototypes: frozenset[str] = frozenset(),
+    block_ms: float = 1000 * BLOCK_SECONDS,
 ) -> dict:
     import redis
     import soundfile as sf
@@ -261,8 +238,8 @@ def bench_listen(
     from streammood.audio.sources import FileSource
     from streammood.bus.keys import Keys
     from streammood.bus.publisher import MoodPublisher
-    from streammood.features.layout import EMBED_EVERY, MEL_BANDS, MEL_PATCH_FRAMES
-    from streammood.workers.tagging import FeatureStage, ModelInputs, MoodStage
+    from streammood.features.layout import EMBED_EVERY
+    from streammood.workers.tagging import FeatureStage, MoodStage
 
     ys, sr = [], None
     for path in clips:
@@ -309,31 +286,6 @@ def bench_listen(
                 rec[i.seq]["finish"] = 1.0
             return out
 
-    class OverlapFeatureStage(TimedFeatureStage):
-        """Prototype (not production): musicnn runs in its own thread as soon as a step's mel
-        patch is framed, while openSMILE's look-ahead is still pending; the released step joins
-        it. Same values as :class:`FeatureStage` (the embedding of the same patch, held alike)."""
-
-        def __init__(self, artifact, sample_rate: int, num_threads: int = 1) -> None:
-            super().__init__(artifact, sample_rate, num_threads)
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="prototype-musicnn")
-            self._futures: dict[int, Future] = {}
-
-        def _inputs(self, features):
-            embed = self.embedding._embedder.embed
-            for f in self.extractor._pending:  # framed, waiting for openSMILE
-                if f.mel_patch is not None and f.seq not in self._futures:
-                    self._futures[f.seq] = self._pool.submit(embed, f.mel_patch)
-            out = []
-            for f in features:
-                if f.mel_patch is not None:
-                    fut = self._futures.pop(f.seq, None)
-                    self.embedding._last = fut.result() if fut else embed(f.mel_patch)
-                out.append(
-                    ModelInputs(f.seq, f.t_start, f.t_end, f.mfcc, f.lld, self.embedding._last)
-                )
-            return out
-
     class TimedMoodStage(MoodStage):
         def __call__(self, inputs):
             t = time.time()
@@ -362,21 +314,13 @@ def bench_listen(
     keys = Keys(prefix)
     client = redis.Redis.from_url(url)
     sub = start_subscriber(url, keys.mood_channel, tmp / "listen-sub.tsv")
-    if "warmup" in prototypes:  # build what the first step would build, before the audio starts
-        from streammood.features.mfcc import _tables
-        from streammood.model.runtime import HeldEmbedding
-
-        _tables()
-        HeldEmbedding(artifact)(np.zeros((MEL_PATCH_FRAMES, MEL_BANDS), np.float32))
-    stage_cls = OverlapFeatureStage if "overlap" in prototypes else TimedFeatureStage
-    listen_mod.FeatureStage, listen_mod.MoodStage = stage_cls, TimedMoodStage
+    listen_mod.FeatureStage, listen_mod.MoodStage = TimedFeatureStage, TimedMoodStage
     source = TimedSource(wav, realtime=True, block_seconds=block_ms / 1000)
     threads = ThreadCPU()
     publisher = TimedPublisher(url, prefix)
     print(
         f"[1] listen: {audio_s:.1f} s of audio ({', '.join(p.name for p in clips)}) at {sr} Hz, "
-        f"{block_ms:g} ms blocks, real time; {load_avg()}"
-        + (f"; PROTOTYPE: {', '.join(sorted(prototypes))}" if prototypes else ""),
+        f"{block_ms:g} ms blocks, real time; {load_avg()}",
         flush=True,
     )
     try:
@@ -441,7 +385,6 @@ def bench_listen(
         lat_other=lat_other,
         lat_steady=lat_steady,
         block_ms=block_ms,
-        prototypes=prototypes,
         steady_cpu=steady_cpu,
         steady_steps=steady_steps,
         parts=parts,
@@ -493,7 +436,6 @@ def bench_capacity(
     seconds: float,
     tmp: Path,
     profile: Path | None = None,
-    shared_runtime: bool = False,
 ) -> dict:
     import redis
 
@@ -526,7 +468,8 @@ def bench_capacity(
             [
                 sys.executable,
                 *(["-m", "cProfile", "-o", str(profile / f"infer-{n}.prof")] if profile else []),
-                *(["-c", SHARED_RUNTIME_WORKER] if shared_runtime else ["-m", "streammood"]),
+                "-m",
+                "streammood",
                 "infer",
                 "--redis-url",
                 url,
@@ -706,17 +649,11 @@ def main() -> None:
     parser.add_argument("--capacity-seconds", type=float, default=20.0)
     parser.add_argument("--naive-repeats", type=int, default=10)
     parser.add_argument(
-        "--prototype",
-        default="",
-        help="try proposed listen changes (not production code): 'overlap' (musicnn in its own "
-        "thread while openSMILE's look-ahead is pending), 'warmup' (build MFCC tables and run "
-        "musicnn once before the audio starts); for infer: 'shared-runtime' (one LiteRT step "
-        "interpreter shared by all sources of the worker, per-source state only); comma-separated",
-    )
-    parser.add_argument(
         "--profile-infer", type=Path, help="write a cProfile of each infer worker to this folder"
     )
-    parser.add_argument("--block-ms", type=float, default=50.0, help="listen's audio blocks, ms")
+    parser.add_argument(
+        "--block-ms", type=float, default=1000 * BLOCK_SECONDS, help="listen's audio blocks, ms"
+    )
     parser.add_argument(
         "--parts", default="listen,capacity,naive", help="which parts to run (comma-separated)"
     )
@@ -735,7 +672,6 @@ def main() -> None:
     clips = clip_paths(args.clips)
     prefix = f"smbench-{os.getpid()}"
     parts = set(args.parts.split(","))
-    prototypes = frozenset(p for p in args.prototype.split(",") if p)
     t_start = time.time()
     print(
         f"model {artifact.name} v{artifact.version} ({artifact.manifest.get('members')} members, "
@@ -746,15 +682,12 @@ def main() -> None:
         try:
             live, caps, naive = None, [], None
             if "listen" in parts:
-                live = bench_listen(
-                    artifact, args.redis_url, prefix, clips, tmp, args.block_ms, prototypes
-                )
+                live = bench_listen(artifact, args.redis_url, prefix, clips, tmp, args.block_ms)
             inputs = precompute_inputs(artifact, clips, 120)
             for n in [int(x) for x in args.sources.split(",")] if "capacity" in parts else []:
                 print(
                     f"[3] infer capacity, N = {n} sources, {args.capacity_seconds:.0f} s; "
-                    f"{load_avg()}"
-                    + ("; PROTOTYPE: shared-runtime" if "shared-runtime" in prototypes else ""),
+                    f"{load_avg()}",
                     flush=True,
                 )
                 cap = bench_capacity(
@@ -767,7 +700,6 @@ def main() -> None:
                     args.capacity_seconds,
                     tmp,
                     args.profile_infer,
-                    "shared-runtime" in prototypes,
                 )
                 caps.append(cap)
                 print(
@@ -821,9 +753,7 @@ def main() -> None:
     if live is not None:
         print(
             f"\n1. latency, end of step audio -> message in a subscriber process, "
-            f"{live['block_ms']:g} ms blocks"
-            + (f", PROTOTYPE {', '.join(sorted(live['prototypes']))}" if live["prototypes"] else "")
-            + " "
+            f"{live['block_ms']:g} ms blocks "
             f"({live['steps']} steps, {live['received']} received, {live['dropped']} dropped; "
             f"the last step, released by end of file, excluded)"
         )
@@ -860,10 +790,7 @@ def main() -> None:
                     print(
                         f"       {stage:<38} {1000 * stage_cpu / live['steady_steps']:6.2f} ms/step"
                     )
-    print(
-        "\n3. one infer worker (separate process), N real-time sources at 2 frames/s each"
-        + (", PROTOTYPE shared-runtime:" if "shared-runtime" in prototypes else ":")
-    )
+    print("\n3. one infer worker (separate process), N real-time sources at 2 frames/s each:")
     if caps:
         print(
             f"   {'N':>4} {'sent':>6} {'answered':>8} {'lag median':>11} {'lag p99':>9} "
