@@ -118,6 +118,14 @@ def run_listen(
         daemon=True,
     )
     worker.start()
+
+    def tag(inputs: ModelInputs) -> MoodMessage:
+        msg = mood(inputs)
+        if publisher is not None:
+            publisher.publish(msg)
+        stats.steps += 1
+        return msg
+
     try:
         while True:
             inputs = queue.get(timeout=0.5)
@@ -125,10 +133,7 @@ def run_listen(
                 if not worker.is_alive() and len(queue) == 0:
                     break
                 continue
-            msg = mood(inputs)
-            if publisher is not None:
-                publisher.publish(msg)
-            stats.steps += 1
+            msg = tag(inputs)
             stats.dropped_steps = queue.dropped
             stats.gaps = mood.gaps
             src = source.stats
@@ -141,10 +146,7 @@ def run_listen(
         stop.set()
         worker.join(timeout=5.0)
         while (inputs := queue.get(timeout=0)) is not None:  # publish every completed step
-            msg = mood(inputs)
-            if publisher is not None:
-                publisher.publish(msg)
-            stats.steps += 1
+            tag(inputs)
     finally:
         stop.set()
         worker.join(timeout=5.0)
