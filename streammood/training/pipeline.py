@@ -79,7 +79,7 @@ def load_dataset(
 
 
 @contextmanager
-def _epoch_progress(console: Console, members: int, epochs: int) -> Iterator[Any]:
+def _epoch_progress(console: Console) -> Iterator[Any]:
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -169,7 +169,7 @@ def run_train(
     )
     from streammood.training.train import export_artifact, predict_windows, train_ensemble
 
-    with _epoch_progress(console, len(config.seeds), config.epochs) as hook:
+    with _epoch_progress(console) as hook:
         members, summaries = train_ensemble(seen, folds, config, hook)
     out = Path(out)
     report: dict[str, Any] = {}
