@@ -4,8 +4,10 @@ Per step, on real music features (medians of many calls, 1 thread, this machine)
 
 * pretrained branch: musicnn (MSD) on LiteRT for one 3 s patch, and averaged per step
   (one patch every ``EMBED_EVERY`` steps);
-* sequence core + MFCC-CNN: one call of the artifact's step model (60 staggered states, all
-  ensemble members, one batched LiteRT call);
+* frame encoders: the step model's per-step part (MFCC-CNN, normalisers, the first LSTM's input
+  projection), converted alone to LiteRT and timed the same way;
+* sequence core: one call of the artifact's step model (60 staggered states, all members, one
+  batched LiteRT call) minus the frame encoders;
 * the naive reference, measured in the same run: Keras ``model.predict`` of every member on the
   full 60-step window, every step.
 
@@ -37,6 +39,35 @@ def median_ms(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return 1000 * float(np.median(times))
+
+
+def _encoder_call(members, feats, emb):
+    """A LiteRT call of the members' frame encoders alone (what the step model does once per
+    step, not once per row): MFCC-CNN, normalisers and the first LSTM's input projection."""
+    import contextlib
+    import io
+
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+    from keras import ops
+
+    from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+
+    mfcc = keras.Input((MFCC_FRAMES, N_MFCC), batch_size=1)
+    lld = keras.Input((N_LLD_STATS,), batch_size=1)
+    e = keras.Input((emb.shape[1],), batch_size=1)
+    outs = []
+    for parts in members:
+        z, _ = parts.encode(mfcc, lld, e)
+        outs.append(ops.matmul(z, parts.cell1.kernel) + parts.cell1.bias)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model([mfcc, lld, e], outs))
+    with contextlib.redirect_stdout(io.StringIO()):
+        interpreter = Interpreter(model_content=converter.convert(), num_threads=1)
+    interpreter.allocate_tensors()
+    for d in interpreter.get_input_details():
+        interpreter.set_tensor(d["index"], np.zeros(d["shape"], np.float32))
+    return interpreter.invoke
 
 
 def main() -> None:
@@ -79,7 +110,9 @@ def main() -> None:
     from streammood.model.architecture import build_window_model
     from streammood.training.train import load_members  # TensorFlow from here on
 
-    models = [build_window_model(p) for p in load_members(artifact)]
+    members_layers = load_members(artifact)
+    models = [build_window_model(p) for p in members_layers]
+    encoder_ms = median_ms(_encoder_call(members_layers, feats, emb), args.repeats)
     window = [
         feats.mfcc[None, :WINDOW_STEPS],
         feats.lld[None, :WINDOW_STEPS],
@@ -95,24 +128,34 @@ def main() -> None:
 
     members = artifact.manifest["members"]
     added = patch_ms / EMBED_EVERY + core_ms
-    training = artifact.manifest.get("training", {}).get("members", [])
-    print(f"model {artifact.name} v{artifact.version}: {members} members, clip {clip.name}")
+    training = artifact.manifest.get("training", {})
+    plural = "s" if members != 1 else ""
+    print(f"model {artifact.name} v{artifact.version}: {members} member{plural}, clip {clip.name}")
     print(f"musicnn (MSD), one 3 s patch (LiteRT, 1 thread):     {patch_ms:8.2f} ms")
     per_step = patch_ms / EMBED_EVERY
     print(f"  per step (one patch every {EMBED_EVERY} steps):                {per_step:8.2f} ms")
     print(
-        f"MFCC-CNN + sequence core, 60 states, all members:     {core_ms:8.3f} ms"
+        f"step model (encoders + core), 60 states, all members: {core_ms:8.3f} ms"
         f"  ({core_ms / members:.3f} ms per member)"
     )
+    print(f"  frame encoders (MFCC-CNN, LSTM input projection):   {encoder_ms:8.3f} ms")
+    print(f"  sequence core (60 staggered states):                 {core_ms - encoder_ms:8.3f} ms")
     print(f"everything the model adds per step (average):         {added:8.2f} ms")
     print(f"naive: Keras predict on the 60-step window, members:   {naive_ms:8.1f} ms")
-    print(f"ratio naive / streaming core:                          {naive_ms / core_ms:8.0f}x")
-    if training:
-        secs = sum(m["seconds"] for m in training)
+    print(f"ratio naive / streaming step model:                    {naive_ms / core_ms:8.0f}x")
+    if training.get("members"):
+        teachers = training["members"]
+        secs = sum(m["seconds"] for m in teachers)
         print(
-            f"training: {secs:.0f} s for {len(training)} members "
-            f"({', '.join(str(m['epochs_run']) for m in training)} epochs)"
+            f"training: {secs:.0f} s for {len(teachers)} members "
+            f"({', '.join(str(m['epochs_run']) for m in teachers)} epochs)"
         )
+        if "student" in training:
+            student = training["student"]
+            print(
+                f"  + distilled student: {student['seconds']:.0f} s "
+                f"({student['epochs_run']} epochs); the student is what ships"
+            )
 
 
 if __name__ == "__main__":

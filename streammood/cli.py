@@ -392,6 +392,12 @@ def train(
     out: str = typer.Option(..., "--out", help="Model artifact folder to write."),
     task: str = typer.Option("classification", "--task", help="classification or regression."),
     seeds: int = typer.Option(5, "--seeds", min=1, help="Ensemble members (one seed each)."),
+    distill: bool = typer.Option(
+        True,
+        "--distill/--no-distill",
+        help="Ship one student distilled from the ensemble (one sequence core per step), "
+        "or the ensemble itself.",
+    ),
     epochs: int = typer.Option(200, "--epochs", min=1, help="Most epochs (early stopping)."),
     patience: int = typer.Option(20, "--patience", min=1, help="Early-stopping patience."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val/test split."),
@@ -419,6 +425,7 @@ def train(
     config = TrainConfig(
         task=task,
         seeds=tuple(range(seeds)),
+        distill=distill,
         split_seed=split_seed,
         epochs=epochs,
         test_size=test_size,

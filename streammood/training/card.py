@@ -19,6 +19,21 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
     test = manifest.get("metrics", {}).get("test") or {}
     cfg = manifest.get("model_config", {})
     members = tr.get("members", [])
+    student = tr.get("student")
+    teacher_test = manifest.get("metrics", {}).get("test_ensemble") or {}
+    if student:
+        alpha = tr.get("config", {}).get("distill_alpha")
+        shipped = (
+            f"The shipped model is one student of this architecture, distilled from an ensemble "
+            f"of {len(members)} seeds: trained on every train+validation song with per-step "
+            f"targets {1 - alpha:g} × label + {alpha:g} × ensemble output, so the live step runs "
+            "one sequence core instead of one per member."
+        )
+    else:
+        shipped = (
+            f"An ensemble of {manifest['members']} seeds is averaged inside the exported step "
+            "model."
+        )
     lines = [
         f"# {manifest['name']} v{manifest['version']}",
         "",
@@ -35,9 +50,8 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
         "260 openSMILE ComParE_2016 LLD statistics — strengthened with a pretrained musicnn "
         f"embedding ({manifest['emb_dim']} values, MSD tagger, penultimate layer) of the 3 s "
         "ending at the step. Two LSTM(128) run over the window; their head and a linear, "
-        "L2-regularised read-out of the window's running-mean embedding add up to the logits. "
-        f"An ensemble of {manifest['members']} seeds is averaged inside the exported step model. "
-        f"Hyper-parameters: `{cfg}`.",
+        "L2-regularised read-out of the window's running mean and standard deviation of the "
+        f"embedding add up to the logits. {shipped} Hyper-parameters: `{cfg}`.",
         "",
         f"Features: {tr.get('features', '')}. Normalisation statistics come from the training "
         "songs and are part of the model.",
@@ -48,7 +62,8 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
         "",
         "Serving: `step.tflite` (LiteRT, explicit LSTM states, 60 staggered windows advanced in "
         "one call) and `embedder.tflite` (musicnn on LiteRT); no TensorFlow needed. "
-        "`keras/member*.weights.h5` hold the Keras members for further training and evaluation.",
+        "`keras/member*.weights.h5` hold the shipped Keras model(s) for further training and "
+        "evaluation.",
         "",
         "## Data and split",
         "",
@@ -81,6 +96,14 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
             "read-out alone, then the whole model from there at a lower learning rate — and a "
             "member keeps its LSTM branch only where that lowered its validation loss "
             '("zero": the branch\'s output layer stays at zero).',
+        ]
+    if student:
+        lines += [
+            "",
+            f"Student: {student['train_songs']} songs, the two stages for "
+            f"{' and '.join(str(e) for e in student['stage_best_epochs'])} epochs (the median "
+            f"of the members' best epochs; no songs are left for early stopping), "
+            f"{student['seconds']:.0f} s, LSTM branch {student.get('lstm_branch')}.",
         ]
     if test:
         pw, ps = test.get("per_window", {}), test.get("per_step", {})
@@ -115,6 +138,14 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
             lines += [
                 f"| {q} | " + " | ".join(str(v) for v in row) + " |"
                 for q, row in zip(QUADRANTS, cm, strict=True)
+            ]
+        if teacher_test:
+            tw, ts = teacher_test.get("per_window", {}), teacher_test.get("per_step", {})
+            lines += [
+                "",
+                f"The teacher ensemble ({len(members)} members, not shipped) on the same songs: "
+                f"macro-F1 {_f(tw.get('macro_f1'))} per window, {_f(ts.get('macro_f1'))} per "
+                f"step; ROC AUC {_f(tw.get('roc_auc'))} per window (`report/ensemble/`).",
             ]
         lines += ["", "Pictures: `report/confusion_matrix.png`, `report/va_plane.png`."]
     lines += [

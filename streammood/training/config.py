@@ -35,4 +35,9 @@ class TrainConfig:
     """Train the pooled read-out alone first, then the whole model (see ``fit_member``)."""
     stage2_lr_scale: float = 0.05
     """Learning rate of the second stage, relative to ``learning_rate``."""
+    distill: bool = True
+    """Ship one student distilled from the ensemble instead of the ensemble itself: the live
+    step then runs one sequence core (60 staggered LSTM states) instead of one per member."""
+    distill_alpha: float = 0.5
+    """Student targets: ``(1 - alpha) * label + alpha * ensemble output``, per step."""
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -167,15 +167,33 @@ def run_train(
         f"{len(config.seeds)} members, each validating on its own fold of "
         f"~{len(folds[0][1])} songs"
     )
-    from streammood.training.train import export_artifact, predict_windows, train_ensemble
+    from streammood.training.train import (
+        distill_student,
+        export_artifact,
+        predict_windows,
+        train_ensemble,
+    )
 
     with _epoch_progress(console) as hook:
         members, summaries = train_ensemble(seen, folds, config, hook)
+        student = None
+        if config.distill and len(members) > 1:
+            student, student_summary = distill_student(members, summaries, seen, config, hook)
     out = Path(out)
+    shipped = [student] if student else members
     report: dict[str, Any] = {}
+    ensemble_report: dict[str, Any] = {}
     if len(test_idx):
         test = subset(arrays, test_idx)
-        report = _report(test, predict_windows(members, test), config.task, out / "report", "test")
+        report = _report(test, predict_windows(shipped, test), config.task, out / "report", "test")
+        if student:
+            ensemble_report = _report(
+                test,
+                predict_windows(members, test),
+                config.task,
+                out / "report" / "ensemble",
+                "test, teacher ensemble",
+            )
     extra = {
         "training": {
             "dataset": dataset,
@@ -193,13 +211,14 @@ def run_train(
             "seen_songs": sorted(arrays["song_id"][seen_idx].tolist()),
             "test_songs": sorted(arrays["song_id"][test_idx].tolist()),
             "members": summaries,
+            **({"student": student_summary} if student else {}),
             "config": {k: v for k, v in config.__dict__.items() if k not in ("model",)},
         },
-        "metrics": {"test": report},
+        "metrics": {"test": report, **({"test_ensemble": ensemble_report} if student else {})},
     }
     embedder = (FeatureCache(cache_dir) if cache_dir else FeatureCache()).embedder_model
     export_artifact(
-        members,
+        shipped,
         out,
         Path(embedder),
         name=name or f"streammood-{dataset}",
@@ -207,7 +226,12 @@ def run_train(
         extra=extra,
     )
     write_model_card(out, load_artifact(out).manifest, command or "streammood train ...")
-    return {"artifact": str(out), "members": summaries, "test": report}
+    return {
+        "artifact": str(out),
+        "members": summaries,
+        "test": report,
+        **({"student": student_summary, "test_ensemble": ensemble_report} if student else {}),
+    }
 
 
 def run_evaluate(

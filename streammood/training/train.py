@@ -63,13 +63,14 @@ def _inputs(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
 def _targets(
     arrays: dict[str, np.ndarray], task: str, power: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step targets ``(N, T)`` or ``(N, T, 2)`` and per-step weights ``(N, T)``: real steps
-    only, weighted ``((t + 1) / T) ** power``."""
+    """Per-step targets — one-hot ``(N, T, 4)`` or valence/arousal ``(N, T, 2)`` — and per-step
+    weights ``(N, T)``: real steps only, weighted ``((t + 1) / T) ** power``."""
     mask = arrays["mask"].astype(np.float32)
     steps = mask.shape[1]
     weights = mask * (np.arange(1, steps + 1, dtype=np.float32) / steps) ** power
     if task == "classification":
-        return np.repeat(arrays["label"][:, None], steps, axis=1), weights
+        onehot = np.eye(len(QUADRANTS), dtype=np.float32)[arrays["label"]]
+        return np.repeat(onehot[:, None, :], steps, axis=1), weights
     va = arrays["va"]
     if va.ndim == 2:  # static label for every step
         va = np.repeat(va[:, None, :], steps, axis=1)
@@ -78,79 +79,124 @@ def _targets(
 
 def fit_member(
     train: dict[str, np.ndarray],
-    val: dict[str, np.ndarray],
+    val: dict[str, np.ndarray] | None,
     norm: NormStats,
     config: TrainConfig,
     seed: int,
     hook: ProgressHook | None = None,
     name: str = "m0",
+    *,
+    soft_targets: np.ndarray | None = None,
+    stage_epochs: tuple[int, int] | None = None,
+    label: str | None = None,
 ) -> tuple[MoodLayers, dict[str, Any]]:
-    """Train one ensemble member; returns its layers (best validation weights) and a summary.
+    """Train one model (layer names prefixed ``name``; ``label`` names it in the progress
+    display); returns its layers (best validation weights) and a summary.
 
     With ``config.pooled_first`` (and both branches on), training has two stages: the linear
-    read-out of the mean embedding alone first (the LSTM branch frozen, its output layer at
+    read-out of the window's embedding statistics alone first (the LSTM branch's output layer at
     zero), then everything at a lower learning rate starting from that solution — the LSTM branch
     learns a correction, and early stopping can only keep what helps on validation.
+
+    Without ``val`` the stages run for ``stage_epochs`` = (stage 1, stage 2) epochs (stage 2
+    skipped at 0), with no early stopping. ``soft_targets`` ``(N, T, 4|2)`` blend into the
+    training targets by ``config.distill_alpha`` (knowledge distillation); validation always
+    scores against the true labels.
     """
+    if val is None and stage_epochs is None:
+        raise ValueError("without validation data, stage_epochs must be given")
     keras.utils.set_random_seed(seed)
     parts = MoodLayers(config.model, norm, name=name)
     model = build_window_model(parts)
     y_train, w_train = _targets(train, config.task, config.step_weight_power)
-    y_val, w_val = _targets(val, config.task, config.step_weight_power)
+    if soft_targets is not None:
+        a = config.distill_alpha
+        y_train = ((1 - a) * y_train + a * soft_targets).astype(np.float32)
+    y_val, w_val = _targets(val, config.task, config.step_weight_power) if val else (None, None)
     started = time.perf_counter()
     staged = config.pooled_first and config.model.use_lstm and config.model.use_pooled
-    lstm_kept = True
-    loss = "sparse_categorical_crossentropy" if config.task == "classification" else "mae"
+    loss = "categorical_crossentropy" if config.task == "classification" else "mae"
     losses: list[float] = []
+    best: list[int] = []  # best (or run) epoch of each stage
 
     def fit(
         net: keras.Model,
         inputs: np.ndarray | list[np.ndarray],
-        val_inputs: np.ndarray | list[np.ndarray],
+        val_inputs: np.ndarray | list[np.ndarray] | None,
         lr: float,
         stage: str,
+        epochs: int,
     ) -> None:
         net.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
-        stopper = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True
-        )
+        callbacks: list[keras.callbacks.Callback] = [
+            _EpochHook(f"{label or f'seed {seed}'}{stage}", epochs, hook)
+        ]
+        validation = None
+        if val_inputs is not None:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=config.patience, restore_best_weights=True
+                )
+            )
+            validation = (val_inputs, y_val, w_val)
         history = net.fit(
             inputs,
             y_train,
             sample_weight=w_train,
-            validation_data=(val_inputs, y_val, w_val),
-            epochs=config.epochs,
+            validation_data=validation,
+            epochs=epochs,
             batch_size=config.batch_size,
             shuffle=True,
             verbose=0,
-            callbacks=[stopper, _EpochHook(f"seed {seed}{stage}", config.epochs, hook)],
+            callbacks=callbacks,
         )
-        losses.extend(history.history["val_loss"])
+        run = history.history.get("val_loss", history.history["loss"])
+        losses.extend(run)
+        best.append(int(np.argmin(run)) + 1 if val_inputs is not None else len(run))
 
+    def inputs_of(arrays: dict[str, np.ndarray] | None, pooled: bool = False):
+        if arrays is None:
+            return None
+        return arrays["emb"] if pooled else _inputs(arrays)
+
+    epochs1, epochs2 = stage_epochs or (config.epochs, config.epochs)
+    lstm_kept = True
     if staged:  # 1: the linear read-out alone; 2: everything, the LSTM branch from zero logits
-        fit(build_pooled_model(parts), train["emb"], val["emb"], config.learning_rate, " (1/2)")
+        fit(
+            build_pooled_model(parts),
+            train["emb"],
+            inputs_of(val, True),
+            config.learning_rate,
+            " (1/2)",
+            epochs1,
+        )
         stage1_epochs = len(losses)
         for w in parts.lstm_out.weights:
             w.assign(np.zeros(w.shape, np.float32))
-        model.compile(loss=loss)
-        start = model.get_weights()
-        start_loss = float(
-            model.evaluate(_inputs(val), y_val, sample_weight=w_val, verbose=0, batch_size=64)
-        )
         lr2 = config.learning_rate * config.stage2_lr_scale
-        fit(model, _inputs(train), _inputs(val), lr2, " (2/2)")
-        stage2 = losses[stage1_epochs:]
-        lstm_kept = min(stage2) < start_loss
-        if not lstm_kept:  # the LSTM branch did not help on validation: keep stage 1
-            model.set_weights(start)
+        if val is not None:
+            model.compile(loss=loss)
+            start = model.get_weights()
+            start_loss = float(
+                model.evaluate(_inputs(val), y_val, sample_weight=w_val, verbose=0, batch_size=64)
+            )
+            fit(model, _inputs(train), _inputs(val), lr2, " (2/2)", epochs2)
+            lstm_kept = min(losses[stage1_epochs:]) < start_loss
+            if not lstm_kept:  # the LSTM branch did not help on validation: keep stage 1
+                model.set_weights(start)
+        elif epochs2 > 0:
+            fit(model, _inputs(train), None, lr2, " (2/2)", epochs2)
+        else:
+            lstm_kept = False
     else:
-        fit(model, _inputs(train), _inputs(val), config.learning_rate, "")
+        fit(model, _inputs(train), inputs_of(val), config.learning_rate, "", epochs1)
     summary = {
         "seed": seed,
         "lstm_branch": "trained" if not staged else ("kept" if lstm_kept else "zero (no gain)"),
         "epochs_run": len(losses),
-        "best_epoch": int(np.argmin(losses)) + 1,
-        "best_val_loss": float(np.min(losses)),
+        "stage_best_epochs": best,
+        "best_epoch": int(np.argmin(losses)) + 1 if val is not None else len(losses),
+        "best_val_loss": float(np.min(losses)) if val is not None else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
     return parts, summary
@@ -242,3 +288,39 @@ def train_ensemble(
         members.append(parts)
         summaries.append({**summary, "train_songs": int(len(tr)), "val_songs": int(len(va))})
     return members, summaries
+
+
+def distill_student(
+    teachers: list[MoodLayers],
+    summaries: list[dict[str, Any]],
+    arrays: dict[str, np.ndarray],
+    config: TrainConfig,
+    hook: ProgressHook | None = None,
+) -> tuple[MoodLayers, dict[str, Any]]:
+    """Distil an ensemble into one model of the same architecture, trained on every song in
+    ``arrays`` (all the ensemble's training and validation songs).
+
+    Targets per step blend the true label with the ensemble's output (``config.distill_alpha``).
+    There is no held-out song left for early stopping, so each stage runs for the median of the
+    members' best epochs, and the LSTM stage only runs when most members kept their LSTM branch.
+    """
+    soft = predict_windows(teachers, arrays)
+    stage1 = int(np.median([s["stage_best_epochs"][0] for s in summaries]))
+    kept = [s for s in summaries if s["lstm_branch"] in ("kept", "trained")]
+    stage2 = 0
+    if 2 * len(kept) > len(summaries):
+        stage2 = int(np.median([s["stage_best_epochs"][-1] for s in kept]))
+    seed = max(config.seeds) + 1
+    student, summary = fit_member(
+        arrays,
+        None,
+        teachers[0].norm,
+        config,
+        seed,
+        hook,
+        name="m0",
+        soft_targets=soft,
+        label="student",
+        stage_epochs=(stage1, stage2),
+    )
+    return student, {**summary, "train_songs": int(len(arrays["label"])), "val_songs": 0}

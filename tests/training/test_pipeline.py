@@ -76,7 +76,11 @@ def test_train_then_evaluate_on_real_clips(small_fourq: Path, tmp_path: Path):
 
     artifact = load_artifact(out)
     manifest = artifact.manifest
-    assert manifest["members"] == 2 and manifest["task"] == "classification"
+    # two members taught one student, and the student is what ships
+    assert manifest["members"] == 1 and manifest["task"] == "classification"
+    assert len(manifest["training"]["members"]) == 2 and manifest["training"]["student"]
+    teacher = json.loads((out / "report" / "ensemble" / "metrics.json").read_text())
+    assert manifest["metrics"]["test_ensemble"]["macro_f1"] == teacher["macro_f1"]
     seen, test = set(manifest["training"]["seen_songs"]), manifest["training"]["test_songs"]
     assert seen and test and seen.isdisjoint(test)
     metrics = json.loads((out / "report" / "metrics.json").read_text())
@@ -85,6 +89,7 @@ def test_train_then_evaluate_on_real_clips(small_fourq: Path, tmp_path: Path):
     assert np.array(metrics["confusion_matrix"]).sum() == len(test)
     card = (out / "README.md").read_text()
     assert "streammood train --dataset 4q" in card and f"{metrics['macro_f1']:.3f}" in card
+    assert "distilled from an ensemble of 2 seeds" in card
 
     rt = MoodRuntime(artifact)  # the exported streaming model runs
     pred = rt.step(np.zeros((21, 20)), np.zeros(260), np.zeros(artifact.emb_dim))
@@ -128,7 +133,7 @@ def test_train_regression_on_deam_layout(deam_dir: Path, tmp_path: Path):
         "--out",
         str(out),
         "--seeds",
-        "1",
+        "2",
         "--epochs",
         "2",
         "--test-size",
@@ -142,7 +147,8 @@ def test_train_regression_on_deam_layout(deam_dir: Path, tmp_path: Path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     artifact = load_artifact(out)
-    assert artifact.task == "regression"
+    assert artifact.task == "regression" and artifact.manifest["members"] == 1
+    assert artifact.manifest["training"]["student"]["train_songs"] > 0  # distilled
     pred = MoodRuntime(artifact).step(np.zeros((21, 20)), np.zeros(260), np.zeros(artifact.emb_dim))
     assert -1 <= pred.valence <= 1 and -1 <= pred.arousal <= 1
 

@@ -1,0 +1,93 @@
+"""Training mechanics on small synthetic windows: targets, fixed-epoch stages, distillation.
+
+Model quality is judged on real music elsewhere (``test_pipeline.py``, the shipped model's card);
+these tests pin down what the trainer does with its settings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.training.config import TrainConfig
+
+pytest.importorskip("tensorflow")
+
+from streammood.model.architecture import NormStats  # noqa: E402
+from streammood.training.train import (  # noqa: E402
+    _targets,
+    distill_student,
+    fit_member,
+    predict_windows,
+)
+
+STEPS, EMB = 12, 8
+
+
+def _arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` windows whose embedding carries the label (so a read-out can learn it)."""
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % 4
+    emb = rng.normal(size=(n, STEPS, EMB)).astype(np.float32)
+    emb[:, :, :4] += 3.0 * np.eye(4, dtype=np.float32)[label][:, None, :]
+    mask = np.ones((n, STEPS), bool)
+    mask[0, -3:] = False  # a padded window
+    return {
+        "mfcc": rng.normal(size=(n, STEPS, MFCC_FRAMES, N_MFCC)).astype(np.float32),
+        "lld": rng.normal(size=(n, STEPS, N_LLD_STATS)).astype(np.float32),
+        "emb": emb,
+        "mask": mask,
+        "label": label,
+    }
+
+
+def _norm(a: dict[str, np.ndarray]) -> NormStats:
+    return NormStats.fit(a["mfcc"], a["lld"], a["emb"])
+
+
+def test_targets_are_one_hot_on_real_steps_with_rising_weights():
+    a = _arrays(8)
+    y, w = _targets(a, "classification", power=1.0)
+    assert y.shape == (8, STEPS, 4)
+    np.testing.assert_array_equal(y.argmax(-1), np.repeat(a["label"][:, None], STEPS, 1))
+    np.testing.assert_array_equal(y.sum(-1), 1.0)
+    assert np.all(w[0, -3:] == 0) and np.all(np.diff(w[1]) > 0) and w[1, -1] == 1.0
+
+
+def test_fit_member_without_validation_runs_the_given_stages():
+    a = _arrays(16)
+    config = TrainConfig(batch_size=8)
+    _, summary = fit_member(a, None, _norm(a), config, seed=0, stage_epochs=(3, 2))
+    assert summary["stage_best_epochs"] == [3, 2] and summary["epochs_run"] == 5
+    assert summary["lstm_branch"] == "kept" and summary["best_val_loss"] is None
+    _, summary = fit_member(a, None, _norm(a), config, seed=0, stage_epochs=(3, 0))
+    assert summary["epochs_run"] == 3 and summary["lstm_branch"] == "zero (no gain)"
+    with pytest.raises(ValueError, match="stage_epochs"):
+        fit_member(a, None, _norm(a), config, seed=0)
+
+
+def test_student_follows_its_teachers_and_the_members_epochs():
+    train, val = _arrays(24, seed=1), _arrays(12, seed=2)
+    config = TrainConfig(batch_size=8, learning_rate=0.03, seeds=(0, 1, 2))
+    norm = _norm(train)
+    teachers = [
+        fit_member(train, None, norm, config, seed, stage_epochs=(40, 0))[0]
+        for seed in config.seeds
+    ]
+    # the members' best epochs per stage; two of three kept their LSTM branch
+    summaries = [
+        {"stage_best_epochs": [30, 1], "lstm_branch": "kept"},
+        {"stage_best_epochs": [40, 3], "lstm_branch": "kept"},
+        {"stage_best_epochs": [50, 9], "lstm_branch": "zero (no gain)"},
+    ]
+    student, summary = distill_student(teachers, summaries, train, config)
+    assert summary["stage_best_epochs"] == [40, 2] and summary["train_songs"] == 24
+    teacher_out = predict_windows(teachers, val)[:, -1]
+    student_out = predict_windows([student], val)[:, -1]
+    assert np.mean(teacher_out.argmax(-1) == val["label"]) >= 0.9  # the data are easy
+    assert np.mean(student_out.argmax(-1) == teacher_out.argmax(-1)) >= 0.9
+
+    summaries = [{**s, "lstm_branch": "zero (no gain)"} for s in summaries[:2]] + summaries[2:]
+    _, summary = distill_student(teachers, summaries, train, config)
+    assert summary["stage_best_epochs"] == [40] and summary["lstm_branch"] == "zero (no gain)"
