@@ -112,7 +112,9 @@ def fit_member(
     if soft_targets is not None:
         a = config.distill_alpha
         y_train = ((1 - a) * y_train + a * soft_targets).astype(np.float32)
-    y_val, w_val = _targets(val, config.task, config.step_weight_power) if val else (None, None)
+    y_val, w_val = (
+        _targets(val, config.task, config.step_weight_power) if val is not None else (None, None)
+    )
     started = time.perf_counter()
     staged = config.pooled_first and config.model.use_lstm and config.model.use_pooled
     loss = "categorical_crossentropy" if config.task == "classification" else "mae"
