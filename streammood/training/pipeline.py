@@ -176,17 +176,18 @@ def run_train(
 
     with _epoch_progress(console) as hook:
         members, summaries = train_ensemble(seen, folds, config, hook)
-        student = None
+        student, student_summary = None, None
         if config.distill and len(members) > 1:
             student, student_summary = distill_student(members, summaries, seen, config, hook)
     out = Path(out)
-    shipped = [student] if student else members
+    distilled = student is not None
+    shipped = [student] if distilled else members
     report: dict[str, Any] = {}
     ensemble_report: dict[str, Any] = {}
     if len(test_idx):
         test = subset(arrays, test_idx)
         report = _report(test, predict_windows(shipped, test), config.task, out / "report", "test")
-        if student:
+        if distilled:
             ensemble_report = _report(
                 test,
                 predict_windows(members, test),
@@ -211,10 +212,10 @@ def run_train(
             "seen_songs": sorted(arrays["song_id"][seen_idx].tolist()),
             "test_songs": sorted(arrays["song_id"][test_idx].tolist()),
             "members": summaries,
-            **({"student": student_summary} if student else {}),
+            **({"student": student_summary} if distilled else {}),
             "config": {k: v for k, v in config.__dict__.items() if k not in ("model",)},
         },
-        "metrics": {"test": report, **({"test_ensemble": ensemble_report} if student else {})},
+        "metrics": {"test": report, **({"test_ensemble": ensemble_report} if distilled else {})},
     }
     embedder = (FeatureCache(cache_dir) if cache_dir else FeatureCache()).embedder_model
     export_artifact(
@@ -230,7 +231,7 @@ def run_train(
         "artifact": str(out),
         "members": summaries,
         "test": report,
-        **({"student": student_summary, "test_ensemble": ensemble_report} if student else {}),
+        **({"student": student_summary, "test_ensemble": ensemble_report} if distilled else {}),
     }
 
 
