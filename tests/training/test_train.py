@@ -67,6 +67,7 @@ def test_fit_member_without_validation_runs_the_given_stages():
         fit_member(a, None, _norm(a), config, seed=0)
 
 
+@pytest.mark.slow
 def test_student_follows_its_teachers_and_the_members_epochs():
     train, val = _arrays(24, seed=1), _arrays(12, seed=2)
     config = TrainConfig(batch_size=8, learning_rate=0.03, seeds=(0, 1, 2))
