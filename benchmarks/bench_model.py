@@ -41,7 +41,7 @@ def median_ms(fn, repeats: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def _encoder_call(members, feats, emb):
+def _encoder_call(members, emb_dim: int):
     """A LiteRT call of the members' frame encoders alone (what the step model does once per
     step, not once per row): MFCC-CNN, normalisers and the first LSTM's input projection."""
     import contextlib
@@ -56,7 +56,7 @@ def _encoder_call(members, feats, emb):
 
     mfcc = keras.Input((MFCC_FRAMES, N_MFCC), batch_size=1)
     lld = keras.Input((N_LLD_STATS,), batch_size=1)
-    e = keras.Input((emb.shape[1],), batch_size=1)
+    e = keras.Input((emb_dim,), batch_size=1)
     outs = []
     for parts in members:
         z, _ = parts.encode(mfcc, lld, e)
@@ -112,7 +112,7 @@ def main() -> None:
 
     members_layers = load_members(artifact)
     models = [build_window_model(p) for p in members_layers]
-    encoder_ms = median_ms(_encoder_call(members_layers, feats, emb), args.repeats)
+    encoder_ms = median_ms(_encoder_call(members_layers, artifact.emb_dim), args.repeats)
     window = [
         feats.mfcc[None, :WINDOW_STEPS],
         feats.lld[None, :WINDOW_STEPS],
