@@ -3,9 +3,10 @@
 The recipe follows the seed: split by artist (by song where a data set knows no artists), stratified
 and seeded, 80/20 train+validation / test, then 80/20 train / validation; early stopping on the
 validation loss. Improvements over the seed: the pretrained-embedding branch, per-step loss over
-every prefix of the window (so the live prefix predictions before 60 steps are trained too), and an
-ensemble of seeds averaged inside the exported step model. Test figures always come from models that
-never saw the test songs.
+every prefix of the window (so the live prefix predictions before 60 steps are trained too), an
+ensemble of seeds (each validating on its own fold), and a student distilled from that ensemble, so
+the exported step model runs one sequence core (or, without distillation, the ensemble averaged
+inside the step model). Test figures always come from models that never saw the test songs.
 """
 
 from __future__ import annotations
