@@ -398,6 +398,12 @@ def train(
         help="Ship one student distilled from the ensemble (one sequence core per step), "
         "or the ensemble itself.",
     ),
+    refit_all: bool = typer.Option(
+        False,
+        "--refit-all/--no-refit-all",
+        help="After the test evaluation, train the shipped model once more on every song "
+        "(test songs included); the reported test figures stay those of its held-out twin.",
+    ),
     epochs: int = typer.Option(200, "--epochs", min=1, help="Most epochs (early stopping)."),
     patience: int = typer.Option(20, "--patience", min=1, help="Early-stopping patience."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the train/val/test split."),
@@ -426,6 +432,7 @@ def train(
         task=task,
         seeds=tuple(range(seeds)),
         distill=distill,
+        refit=refit_all,
         split_seed=split_seed,
         epochs=epochs,
         test_size=test_size,

@@ -21,6 +21,7 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
     members = tr.get("members", [])
     student = tr.get("student")
     teacher_test = manifest.get("metrics", {}).get("test_ensemble") or {}
+    refit = tr.get("refit") or []
     if student:
         alpha = tr.get("config", {}).get("distill_alpha")
         shipped = (
@@ -105,11 +106,23 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
             f"of the members' best epochs; no songs are left for early stopping), "
             f"{student['seconds']:.0f} s, LSTM branch {student.get('lstm_branch')}.",
         ]
+    if refit:
+        lines += [
+            "",
+            f"**Refit on every song.** After the test figures below were measured, the shipped "
+            f"model was trained once more, the same way, on all {refit[0]['train_songs']} songs "
+            "(test songs and their artists included) for the epochs found above "
+            f"({', '.join(' and '.join(str(e) for e in r['stage_best_epochs']) for r in refit)}"
+            "), so it has learned from every artist. The figures below are therefore those of "
+            "its **held-out twin** — the model of the same recipe that never saw the test "
+            "songs — and the best estimate of the shipped model on artists neither has seen; "
+            "`streammood evaluate` on this data set leaves every song out as seen.",
+        ]
     if test:
         pw, ps = test.get("per_window", {}), test.get("per_step", {})
         lines += [
             "",
-            "## Metrics on the artist-disjoint test split",
+            "## Metrics on the artist-disjoint test split" + (" (held-out twin)" if refit else ""),
             "",
             "| | per window (song, last step) | per step |",
             "|---|---|---|",

@@ -40,4 +40,8 @@ class TrainConfig:
     step then runs one sequence core (60 staggered LSTM states) instead of one per member."""
     distill_alpha: float = 0.5
     """Student targets: ``(1 - alpha) * label + alpha * ensemble output``, per step."""
+    refit: bool = False
+    """After the held-out evaluation, train the shipped model once more on every song, test
+    songs included, with the epochs found before (see ``train.refit_all``); the reported test
+    figures are then those of its held-out twin."""
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -195,6 +195,17 @@ def run_train(
                 out / "report" / "ensemble",
                 "test, teacher ensemble",
             )
+    refitted: list[dict[str, Any]] = []
+    if config.refit and len(test_idx):
+        from streammood.training.train import refit_all
+
+        console.print(
+            f"refitting the shipped model on all {len(arrays['label'])} songs "
+            "(test figures above are its held-out twin's)"
+        )
+        with _epoch_progress(console) as hook:
+            shipped, refitted = refit_all(members, summaries, arrays, config, hook)
+    shipped_idx = np.arange(len(arrays["label"])) if refitted else seen_idx
     extra = {
         "training": {
             "dataset": dataset,
@@ -209,10 +220,11 @@ def run_train(
                 "members": "each member validates (early stopping) on its own group-disjoint "
                 f"fold of the train+validation songs ({len(folds)} folds)",
             },
-            "seen_songs": sorted(arrays["song_id"][seen_idx].tolist()),
+            "seen_songs": sorted(arrays["song_id"][shipped_idx].tolist()),
             "test_songs": sorted(arrays["song_id"][test_idx].tolist()),
             "members": summaries,
             **({"student": student_summary} if distilled else {}),
+            **({"refit": refitted} if refitted else {}),
             "config": {k: v for k, v in config.__dict__.items() if k not in ("model",)},
         },
         "metrics": {"test": report, **({"test_ensemble": ensemble_report} if distilled else {})},
@@ -232,6 +244,7 @@ def run_train(
         "members": summaries,
         "test": report,
         **({"student": student_summary, "test_ensemble": ensemble_report} if distilled else {}),
+        **({"refit": refitted} if refitted else {}),
     }
 
 

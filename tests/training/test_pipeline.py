@@ -37,6 +37,12 @@ def small_fourq(fourq_dir: Path, tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory) -> Path:
+    """A feature cache shared by the tests that train on ``small_fourq``."""
+    return tmp_path_factory.mktemp("fourq-small-cache")
+
+
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "streammood", *args],
@@ -48,8 +54,8 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_train_then_evaluate_on_real_clips(small_fourq: Path, tmp_path: Path):
-    out, cache, report = tmp_path / "model", tmp_path / "cache", tmp_path / "report"
+def test_train_then_evaluate_on_real_clips(small_fourq: Path, small_cache: Path, tmp_path: Path):
+    out, cache, report = tmp_path / "model", small_cache, tmp_path / "report"
     run = _cli(
         "train",
         "--dataset",
@@ -117,6 +123,39 @@ def test_train_then_evaluate_on_real_clips(small_fourq: Path, tmp_path: Path):
     assert evaluated["per_window"]["confusion_matrix"] == metrics["per_window"]["confusion_matrix"]
     for png in ("confusion_matrix.png", "va_plane.png"):
         assert (report / png).stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_refit_all_ships_a_model_trained_on_every_song(
+    small_fourq: Path, small_cache: Path, tmp_path: Path
+):
+    out, report = tmp_path / "model", tmp_path / "report"
+    cached = ("--cache-dir", str(small_cache), "--jobs", "2")
+    run = _cli(
+        "train", "--dataset", "4q", "--data-dir", str(small_fourq), "--out", str(out),
+        "--seeds", "2", "--epochs", "2", "--test-size", "0.25", "--val-size", "0.34",
+        "--refit-all", *cached,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    training = load_artifact(out).manifest["training"]
+    n, test = 4 * PER_QUADRANT, training["test_songs"]
+    # the test figures come from the held-out student; the shipped one saw every song
+    assert test and training["split"]["test"]["songs"] == len(test)
+    assert training["student"]["train_songs"] == n - len(test)
+    assert [r["train_songs"] for r in training["refit"]] == [n]
+    assert set(test) < set(training["seen_songs"]) and len(training["seen_songs"]) == n
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert np.array(metrics["confusion_matrix"]).sum() == len(test)
+    assert "held-out twin" in (out / "README.md").read_text()
+
+    # evaluate leaves seen songs out by default — here all of them — and says so
+    evaluate = ("evaluate", "--dataset", "4q", "--data-dir", str(small_fourq), "--model", str(out))
+    run = _cli(*evaluate, "--report", str(report), *cached)
+    assert run.returncode == 2 and "every song was used to train" in run.stderr
+    assert "Traceback" not in run.stderr
+    run = _cli(*evaluate, "--report", str(report), "--include-seen", *cached)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads((report / "metrics.json").read_text())["n_windows"] == n
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Training mechanics on small synthetic windows: targets, fixed-epoch stages, distillation.
+"""Training mechanics on small synthetic windows: targets, fixed-epoch stages, distillation,
+refitting on every song.
 
 Model quality is judged on real music elsewhere (``test_pipeline.py``, the shipped model's card);
 these tests pin down what the trainer does with its settings.
@@ -20,6 +21,7 @@ from streammood.training.train import (  # noqa: E402
     distill_student,
     fit_member,
     predict_windows,
+    refit_all,
 )
 
 STEPS, EMB = 12, 8
@@ -96,3 +98,19 @@ def test_student_follows_its_teachers_and_the_members_epochs():
     summaries = [{**s, "lstm_branch": "zero (no gain)"} for s in summaries[:2]] + summaries[2:]
     _, summary = distill_student(teachers, summaries, train, config)
     assert summary["stage_best_epochs"] == [40] and summary["lstm_branch"] == "zero (no gain)"
+
+
+def test_refit_without_distillation_repeats_each_members_epochs_on_every_song():
+    a = _arrays(20)
+    config = TrainConfig(batch_size=8, seeds=(0, 1), distill=False)
+    norm = _norm(a)
+    teachers = [fit_member(a, None, norm, config, s, stage_epochs=(1, 0))[0] for s in (0, 1)]
+    summaries = [
+        {"stage_best_epochs": [3, 2], "lstm_branch": "kept"},
+        {"stage_best_epochs": [4, 5], "lstm_branch": "zero (no gain)"},
+    ]
+    refitted, out = refit_all(teachers, summaries, a, config)
+    assert len(refitted) == 2 and all(p.norm is norm for p in refitted)
+    assert [o["stage_best_epochs"] for o in out] == [[3, 2], [4]]
+    assert [o["lstm_branch"] for o in out] == ["kept", "zero (no gain)"]
+    assert [o["train_songs"] for o in out] == [20, 20] and out[1]["seed"] == 1
