@@ -150,11 +150,19 @@ def main() -> None:
             f"training: {secs:.0f} s for {len(teachers)} members "
             f"({', '.join(str(m['epochs_run']) for m in teachers)} epochs)"
         )
+        refit = training.get("refit")
         if "student" in training:
             student = training["student"]
             print(
                 f"  + distilled student: {student['seconds']:.0f} s "
-                f"({student['epochs_run']} epochs); the student is what ships"
+                f"({student['epochs_run']} epochs)"
+                + ("" if refit else "; the student is what ships")
+            )
+        if refit:
+            print(
+                f"  + refit on all {refit[0]['train_songs']} songs: "
+                f"{sum(r['seconds'] for r in refit):.0f} s "
+                f"({', '.join(str(r['epochs_run']) for r in refit)} epochs); this is what ships"
             )
 
 

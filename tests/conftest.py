@@ -17,6 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streammood.features.smile import load_library
+
+# Test modules import TensorFlow when collected; openSMILE's native library has to be loaded
+# before it, or SMILEapi crashes the process (see load_library).
+load_library()
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("STREAMMOOD_DATA_DIR", ROOT.parent / "shared" / "data"))
 REDIS_URL = os.environ.get("STREAMMOOD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

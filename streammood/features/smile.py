@@ -64,6 +64,16 @@ def _lib():
     return lib
 
 
+def load_library() -> None:
+    """Load openSMILE's native library now (idempotent).
+
+    Call it before TensorFlow is imported into the process: once TensorFlow's shared libraries
+    are loaded first, SMILEapi resolves some of its symbols to theirs and crashes the process
+    (segmentation fault) on its first run. The modules that import TensorFlow call this first.
+    """
+    _lib()
+
+
 @cache
 def _package_config_root() -> Path:
     import opensmile

@@ -24,12 +24,16 @@ check numerically.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-from keras import layers, ops
 
 from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.features.smile import load_library
 from streammood.model.config import ModelConfig, NormStats
+
+load_library()  # before TensorFlow (see its docstring)
+
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
 
 __all__ = ["ModelConfig", "MoodLayers", "NormStats", "build_step_model", "build_window_model"]
 

@@ -26,13 +26,17 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
-from keras import layers
 
 from streammood.errors import StreammoodError
 from streammood.features.layout import MEL_BANDS, MEL_PATCH_FRAMES
+from streammood.features.smile import load_library
+
+load_library()  # before TensorFlow (see its docstring)
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers  # noqa: E402
 
 MODELS = ("MSD", "MTT")
 """Pretrained musicnn models: Million Song Dataset and MagnaTagATune taggers."""

@@ -26,7 +26,8 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
         alpha = tr.get("config", {}).get("distill_alpha")
         shipped = (
             f"The shipped model is one student of this architecture, distilled from an ensemble "
-            f"of {len(members)} seeds: trained on every train+validation song with per-step "
+            f"of {len(members)} seeds: trained on every train+validation song "
+            f"{'(then on every song, see below) ' if refit else ''}with per-step "
             f"targets {1 - alpha:g} × label + {alpha:g} × ensemble output, so the live step runs "
             "one sequence core instead of one per member."
         )

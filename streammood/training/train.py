@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 
 from streammood.features.layout import WINDOW_STEPS
+from streammood.features.smile import load_library
 from streammood.model.artifact import sha256_of, write_manifest
 from streammood.model.labels import QUADRANTS
 from streammood.training.config import TrainConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+load_library()  # before TensorFlow (see its docstring)
 
 import keras  # noqa: E402  (after the log-level setting)
 

@@ -162,3 +162,21 @@ def test_close_never_hangs():
             smile.push(np.zeros(n, np.float32))
         smile.close()
         smile.close()
+
+
+@pytest.mark.parametrize("module", ["streammood.model.architecture", "streammood.training.train"])
+def test_smile_runs_after_the_tensorflow_side_is_imported(module: str):
+    """A process that imports the TensorFlow side first must still extract LLDs (with TensorFlow's
+    libraries loaded first, SMILEapi crashes the process on its first run)."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import numpy as np, {module}; "
+        "from streammood.features.smile import lld_offline; "
+        "y = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32); "
+        "print(lld_offline(y, 2).shape)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-1000:]
+    assert run.stdout.strip() == f"(2, {N_LLD_STATS})"
