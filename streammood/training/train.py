@@ -6,7 +6,8 @@ validation loss. Improvements over the seed: the pretrained-embedding branch, pe
 every prefix of the window (so the live prefix predictions before 60 steps are trained too), an
 ensemble of seeds (each validating on its own fold), and a student distilled from that ensemble, so
 the exported step model runs one sequence core (or, without distillation, the ensemble averaged
-inside the step model). Test figures always come from models that never saw the test songs.
+inside the step model). Test figures always come from models that never saw the test songs; with
+``refit`` the shipped model is then trained once more the same way on every song.
 """
 
 from __future__ import annotations
@@ -207,44 +208,6 @@ def fit_member(
     return parts, summary
 
 
-def refit_all(
-    teachers: list[MoodLayers],
-    summaries: list[dict[str, Any]],
-    arrays: dict[str, np.ndarray],
-    config: TrainConfig,
-    hook: ProgressHook | None = None,
-) -> tuple[list[MoodLayers], list[dict[str, Any]]]:
-    """The shipped model(s) once more, on every song in ``arrays`` (test songs included).
-
-    Called after the held-out evaluation, so the shipped model learns from every artist while
-    the reported figures stay those of its held-out twin. With ``config.distill`` this is
-    :func:`distill_student` over all songs (the teachers never saw the test songs, so their
-    outputs there are genuine predictions); otherwise each member is fitted again for its own
-    best epochs per stage. Normalisation statistics stay the teachers'.
-    """
-    if config.distill and len(teachers) > 1:
-        student, summary = distill_student(teachers, summaries, arrays, config, hook)
-        return [student], [summary]
-    refitted, out = [], []
-    for k, (seed, s) in enumerate(zip(config.seeds, summaries, strict=True)):
-        best = s["stage_best_epochs"]
-        stage2 = best[-1] if len(best) > 1 and s["lstm_branch"] == "kept" else 0
-        parts, summary = fit_member(
-            arrays,
-            None,
-            teachers[0].norm,
-            config,
-            seed,
-            hook,
-            name=f"m{k}",
-            label=f"refit {seed}",
-            stage_epochs=(best[0], stage2),
-        )
-        refitted.append(parts)
-        out.append({**summary, "train_songs": int(len(arrays["label"])), "val_songs": 0})
-    return refitted, out
-
-
 def predict_windows(members: list[MoodLayers], arrays: dict[str, np.ndarray]) -> np.ndarray:
     """Ensemble-mean per-step outputs ``(N, T, 4|2)`` of whole windows."""
     outs = [
@@ -367,3 +330,41 @@ def distill_student(
         stage_epochs=(stage1, stage2),
     )
     return student, {**summary, "train_songs": int(len(arrays["label"])), "val_songs": 0}
+
+
+def refit_all(
+    teachers: list[MoodLayers],
+    summaries: list[dict[str, Any]],
+    arrays: dict[str, np.ndarray],
+    config: TrainConfig,
+    hook: ProgressHook | None = None,
+) -> tuple[list[MoodLayers], list[dict[str, Any]]]:
+    """The shipped model(s) once more, on every song in ``arrays`` (test songs included).
+
+    Called after the held-out evaluation, so the shipped model learns from every artist while
+    the reported figures stay those of its held-out twin. With ``config.distill`` this is
+    :func:`distill_student` over all songs (the teachers never saw the test songs, so their
+    outputs there are genuine predictions); otherwise each member is fitted again for its own
+    best epochs per stage. Normalisation statistics stay the teachers'.
+    """
+    if config.distill and len(teachers) > 1:
+        student, summary = distill_student(teachers, summaries, arrays, config, hook)
+        return [student], [summary]
+    refitted, out = [], []
+    for k, (seed, s) in enumerate(zip(config.seeds, summaries, strict=True)):
+        best = s["stage_best_epochs"]
+        stage2 = best[-1] if len(best) > 1 and s["lstm_branch"] == "kept" else 0
+        parts, summary = fit_member(
+            arrays,
+            None,
+            teachers[0].norm,
+            config,
+            seed,
+            hook,
+            name=f"m{k}",
+            label=f"refit {seed}",
+            stage_epochs=(best[0], stage2),
+        )
+        refitted.append(parts)
+        out.append({**summary, "train_songs": int(len(arrays["label"])), "val_songs": 0})
+    return refitted, out
