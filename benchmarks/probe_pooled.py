@@ -40,6 +40,16 @@ def window_stats(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.concatenate([mean, std], axis=1)
 
 
+def load_seen(data_dir: Path, jobs: int) -> dict[str, np.ndarray]:
+    """The train+validation songs of split seed 0 (its test songs are never loaded into a probe)."""
+    from streammood.datasets.splits import split_by_group
+    from streammood.training.pipeline import load_dataset, subset
+
+    arrays = load_dataset("4q", data_dir, "classification", None, jobs)
+    seen_idx, _ = split_by_group(arrays["label"], arrays["group"], 0.2, 0)
+    return subset(arrays, seen_idx)
+
+
 def probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float, seeds: int) -> list[float]:
     scores = []
     for seed in range(seeds):
@@ -59,19 +69,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    from streammood.datasets.splits import split_by_group
-    from streammood.training.pipeline import load_dataset, subset
-
-    arrays = load_dataset("4q", args.data_dir, "classification", None, args.jobs)
-    seen_idx, _ = split_by_group(arrays["label"], arrays["group"], 0.2, 0)
-    seen = subset(arrays, seen_idx)
+    seen = load_seen(args.data_dir, args.jobs)
     mask = seen["mask"]
     parts = {
         "E": window_stats(seen["emb"], mask),
         "L": window_stats(seen["lld"], mask),
         "M": window_stats(seen["mfcc"].mean(axis=2), mask),
     }
-    print(f"{len(seen_idx)} train+validation songs, {len(set(seen['group']))} artists")
+    print(f"{len(seen['label'])} train+validation songs, {len(set(seen['group']))} artists")
     print("| features | dims | C=0.003 | C=0.01 | C=0.03 |")
     print("|---|---|---|---|---|")
     for combo in ("E", "E+M", "E+L", "E+L+M", "L", "L+M"):

@@ -23,7 +23,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from probe_pooled import window_stats
+from probe_pooled import load_seen, window_stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedGroupKFold
@@ -46,12 +46,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    from streammood.datasets.splits import split_by_group
-    from streammood.training.pipeline import load_dataset, subset
-
-    arrays = load_dataset("4q", args.data_dir, "classification", None, args.jobs)
-    seen_idx, _ = split_by_group(arrays["label"], arrays["group"], 0.2, 0)
-    seen = subset(arrays, seen_idx)
+    seen = load_seen(args.data_dir, args.jobs)
     x, y, groups = window_stats(seen["emb"], seen["mask"]), seen["label"], seen["group"]
     print(f"{len(y)} train+validation songs, {len(set(groups))} artists; C = {args.c}")
     print("| seed | train songs (full / 80 %) | macro-F1 full | macro-F1 80 % | gain |")
