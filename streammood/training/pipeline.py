@@ -204,7 +204,9 @@ def run_train(
             "(test figures above are its held-out twin's)"
         )
         with _epoch_progress(console) as hook:
-            shipped, refitted = refit_all(members, summaries, arrays, config, hook)
+            shipped, refitted = refit_all(
+                members, summaries, arrays, config, hook, distilled=distilled
+            )
     shipped_idx = np.arange(len(arrays["label"])) if refitted else seen_idx
     extra = {
         "training": {

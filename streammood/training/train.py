@@ -338,16 +338,18 @@ def refit_all(
     arrays: dict[str, np.ndarray],
     config: TrainConfig,
     hook: ProgressHook | None = None,
+    *,
+    distilled: bool,
 ) -> tuple[list[MoodLayers], list[dict[str, Any]]]:
     """The shipped model(s) once more, on every song in ``arrays`` (test songs included).
 
     Called after the held-out evaluation, so the shipped model learns from every artist while
-    the reported figures stay those of its held-out twin. With ``config.distill`` this is
-    :func:`distill_student` over all songs (the teachers never saw the test songs, so their
-    outputs there are genuine predictions); otherwise each member is fitted again for its own
-    best epochs per stage. Normalisation statistics stay the teachers'.
+    the reported figures stay those of its held-out twin. Where a ``distilled`` student ships,
+    this is :func:`distill_student` over all songs (the teachers never saw the test songs, so
+    their outputs there are genuine predictions); otherwise each member is fitted again for its
+    own best epochs per stage. Normalisation statistics stay the teachers'.
     """
-    if config.distill and len(teachers) > 1:
+    if distilled:
         student, summary = distill_student(teachers, summaries, arrays, config, hook)
         return [student], [summary]
     refitted, out = [], []

@@ -102,14 +102,14 @@ def test_student_follows_its_teachers_and_the_members_epochs():
 
 def test_refit_without_distillation_repeats_each_members_epochs_on_every_song():
     a = _arrays(20)
-    config = TrainConfig(batch_size=8, seeds=(0, 1), distill=False)
+    config = TrainConfig(batch_size=8, seeds=(0, 1))
     norm = _norm(a)
     teachers = [fit_member(a, None, norm, config, s, stage_epochs=(1, 0))[0] for s in (0, 1)]
     summaries = [
         {"stage_best_epochs": [3, 2], "lstm_branch": "kept"},
         {"stage_best_epochs": [4, 5], "lstm_branch": "zero (no gain)"},
     ]
-    refitted, out = refit_all(teachers, summaries, a, config)
+    refitted, out = refit_all(teachers, summaries, a, config, distilled=False)
     assert len(refitted) == 2 and all(p.norm is norm for p in refitted)
     assert [o["stage_best_epochs"] for o in out] == [[3, 2], [4]]
     assert [o["lstm_branch"] for o in out] == ["kept", "zero (no gain)"]
