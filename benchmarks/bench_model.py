@@ -2,8 +2,8 @@
 
 Per step, on real music features (medians of many calls, 1 thread, this machine):
 
-* pretrained branch: musicnn (MSD) on LiteRT for one 3 s patch, and averaged per step
-  (one patch every ``EMBED_EVERY`` steps);
+* pretrained branch: musicnn (the artifact's embedder) on LiteRT for one 3 s patch, and averaged
+  per step (one patch every ``EMBED_EVERY`` steps);
 * frame encoders: the step model's per-step part (MFCC-CNN, normalisers, the first LSTM's input
   projection), converted alone to LiteRT and timed the same way;
 * sequence core: one call of the artifact's step model (60 staggered states, all members, one
@@ -131,7 +131,8 @@ def main() -> None:
     training = artifact.manifest.get("training", {})
     plural = "s" if members != 1 else ""
     print(f"model {artifact.name} v{artifact.version}: {members} member{plural}, clip {clip.name}")
-    print(f"musicnn (MSD), one 3 s patch (LiteRT, 1 thread):     {patch_ms:8.2f} ms")
+    which = "MSD+MTT" if artifact.manifest["emb_dim"] == 400 else "MSD"
+    print(f"musicnn ({which}), one 3 s patch (LiteRT, 1 thread): {patch_ms:8.2f} ms")
     per_step = patch_ms / EMBED_EVERY
     print(f"  per step (one patch every {EMBED_EVERY} steps):                {per_step:8.2f} ms")
     print(
@@ -161,7 +162,7 @@ def main() -> None:
         if refit:
             print(
                 f"  + refit on all {refit[0]['train_songs']} songs: "
-                f"{sum(r['seconds'] for r in refit):.0f} s "
+                f"{sum(r['seconds'] + r.get('readout_seconds', 0) for r in refit):.0f} s "
                 f"({', '.join(str(r['epochs_run']) for r in refit)} epochs); this is what ships"
             )
 

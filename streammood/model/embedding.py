@@ -15,11 +15,12 @@ from streammood.errors import StreammoodError
 from streammood.features.layout import MEL_BANDS, MEL_PATCH_FRAMES
 
 MSD_MTT_TFLITE = Path(__file__).resolve().parents[2] / "models" / "musicnn" / "msd_mtt.tflite"
-"""MSD + MTT embedder (400 values per patch), for the studies in ``benchmarks/``."""
+"""MSD + MTT embedder (400 values per patch): the product's (see :data:`DEFAULT_TFLITE`)."""
 MSD_TFLITE = MSD_MTT_TFLITE.with_name("msd.tflite")
-"""MSD-only embedder (200 values per patch): as good in the 4Q probe at half the cost."""
-DEFAULT_TFLITE = MSD_TFLITE
-"""The embedder the product uses (features, training cache, model artifacts)."""
+"""MSD-only embedder (200 values per patch, half the cost), for the studies in ``benchmarks/``."""
+DEFAULT_TFLITE = MSD_MTT_TFLITE
+"""The embedder the product uses (features, training cache, model artifacts): MSD + MTT, whose
+ensembles beat MSD alone on all four artist-disjoint splits measured (docs/benchmarks.md)."""
 
 
 class EmbedderError(StreammoodError):

@@ -24,9 +24,15 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
     refit = tr.get("refit") or []
     if student:
         alpha = tr.get("config", {}).get("distill_alpha")
+        readout = (
+            "its linear read-out is the mean of the members' read-outs (a bagged logistic "
+            "regression on the window statistics) and its LSTM branch is "
+            if student.get("readout")
+            else ""
+        )
         shipped = (
-            f"The shipped model is one student of this architecture, distilled from an ensemble "
-            f"of {len(members)} seeds: trained on every train+validation song "
+            f"The shipped model is one student of this architecture, built from an ensemble "
+            f"of {len(members)} seeds: {readout}trained on every train+validation song "
             f"{'(then on every song, see below) ' if refit else ''}with per-step "
             f"targets {1 - alpha:g} × label + {alpha:g} × ensemble output, so the live step runs "
             "one sequence core instead of one per member."
@@ -50,7 +56,9 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
         "The seed's CNN-LSTM — per step a 1-D CNN over the 21 x 20 MFCC block (LayerNorm, "
         "Conv1D 32x8 / 64x4 / 64x4 with max-pooling, Dense 256, LeakyReLU 0.05) concatenated with "
         "260 openSMILE ComParE_2016 LLD statistics — strengthened with a pretrained musicnn "
-        f"embedding ({manifest['emb_dim']} values, MSD tagger, penultimate layer) of the 3 s "
+        f"embedding ({manifest['emb_dim']} values: penultimate layer of the "
+        f"{'MSD and MTT taggers, 200 each' if manifest['emb_dim'] == 400 else 'MSD tagger'}) "
+        "of the 3 s "
         "ending at the step. Two LSTM(128) run over the window; their head and a linear, "
         "L2-regularised read-out of the window's running mean and standard deviation of the "
         f"embedding add up to the logits. {shipped} Hyper-parameters: `{cfg}`.",
@@ -102,9 +110,16 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
     if student:
         lines += [
             "",
-            f"Student: {student['train_songs']} songs, the two stages for "
-            f"{' and '.join(str(e) for e in student['stage_best_epochs'])} epochs (the median "
-            f"of the members' best epochs; no songs are left for early stopping), "
+            f"Student: {student['train_songs']} songs, "
+            + (
+                f"read-out the {student['readout']}, LSTM stage for "
+                f"{student['stage_best_epochs'][-1]} epochs"
+                if student.get("readout")
+                else "the two stages for "
+                + " and ".join(str(e) for e in student["stage_best_epochs"])
+                + " epochs"
+            )
+            + " (the median of the members' best epochs; no songs are left for early stopping), "
             f"{student['seconds']:.0f} s, LSTM branch {student.get('lstm_branch')}.",
         ]
     if refit:
@@ -114,7 +129,15 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
             f"model was trained once more, the same way, on all {refit[0]['train_songs']} songs "
             "(test songs and their artists included) for the epochs found above "
             f"({', '.join(' and '.join(str(e) for e in r['stage_best_epochs']) for r in refit)}"
-            "), so it has learned from every artist. The figures below are therefore those of "
+            ")"
+            + (
+                " — each member's read-out on every song but its own validation fold ("
+                + ", ".join(str(n) for n in refit[0]["readout_train_songs"])
+                + " songs) before averaging"
+                if refit[0].get("readout_train_songs")
+                else ""
+            )
+            + ", so it has learned from every artist. The figures below are therefore those of "
             "its **held-out twin** — the model of the same recipe that never saw the test "
             "songs — and the best estimate of the shipped model on artists neither has seen; "
             "`streammood evaluate` on this data set leaves every song out as seen.",

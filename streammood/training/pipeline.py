@@ -205,7 +205,13 @@ def run_train(
         )
         with _epoch_progress(console) as hook:
             shipped, refitted = refit_all(
-                members, summaries, arrays, config, hook, distilled=distilled
+                members,
+                summaries,
+                arrays,
+                config,
+                hook,
+                distilled=distilled,
+                holdout=[seen_idx[va] for _, va in folds],
             )
     shipped_idx = np.arange(len(arrays["label"])) if refitted else seen_idx
     extra = {

@@ -93,6 +93,7 @@ def fit_member(
     soft_targets: np.ndarray | None = None,
     stage_epochs: tuple[int, int] | None = None,
     label: str | None = None,
+    pooled_init: list[np.ndarray] | None = None,
 ) -> tuple[MoodLayers, dict[str, Any]]:
     """Train one model (layer names prefixed ``name``; ``label`` names it in the progress
     display); returns its layers (best validation weights) and a summary.
@@ -105,7 +106,9 @@ def fit_member(
     Without ``val`` the stages run for ``stage_epochs`` = (stage 1, stage 2) epochs (stage 2
     skipped at 0), with no early stopping. ``soft_targets`` ``(N, T, 4|2)`` blend into the
     training targets by ``config.distill_alpha`` (knowledge distillation); validation always
-    scores against the true labels.
+    scores against the true labels. ``pooled_init`` (kernel, bias), when training is staged,
+    replaces stage 1: the read-out starts from (and stage 2 fine-tunes) these weights; stage 1
+    is then recorded as 0 epochs.
     """
     if val is None and stage_epochs is None:
         raise ValueError("without validation data, stage_epochs must be given")
@@ -168,14 +171,18 @@ def fit_member(
     epochs1, epochs2 = stage_epochs or (config.epochs, config.epochs)
     lstm_kept = True
     if staged:  # 1: the linear read-out alone; 2: everything, the LSTM branch from zero logits
-        fit(
-            build_pooled_model(parts),
-            train["emb"],
-            inputs_of(val, True),
-            config.learning_rate,
-            " (1/2)",
-            epochs1,
-        )
+        if pooled_init is not None:  # stage 1 given
+            parts.pooled_out.set_weights(pooled_init)
+            best.append(0)
+        else:
+            fit(
+                build_pooled_model(parts),
+                train["emb"],
+                inputs_of(val, True),
+                config.learning_rate,
+                " (1/2)",
+                epochs1,
+            )
         stage1_epochs = len(losses)
         for w in parts.lstm_out.weights:
             w.assign(np.zeros(w.shape, np.float32))
@@ -296,22 +303,45 @@ def train_ensemble(
     return members, summaries
 
 
+def mean_readout(members: list[MoodLayers]) -> list[np.ndarray]:
+    """The members' pooled read-outs averaged: kernel ``(2D, outputs)`` and bias ``(outputs,)``.
+
+    Every member reads the same standardised window statistics (one :class:`NormStats`), so the
+    mean of their weights is itself a read-out: a bagged logistic regression over the members'
+    training folds.
+    """
+    weights = [m.pooled_out.get_weights() for m in members]
+    return [np.mean(w, axis=0) for w in zip(*weights, strict=True)]
+
+
+def _staged(config: TrainConfig) -> bool:
+    return config.pooled_first and config.model.use_lstm and config.model.use_pooled
+
+
 def distill_student(
     teachers: list[MoodLayers],
     summaries: list[dict[str, Any]],
     arrays: dict[str, np.ndarray],
     config: TrainConfig,
     hook: ProgressHook | None = None,
+    *,
+    readouts: list[MoodLayers] | None = None,
 ) -> tuple[MoodLayers, dict[str, Any]]:
     """Distil an ensemble into one model of the same architecture, trained on every song in
     ``arrays`` (all the ensemble's training and validation songs).
 
-    Targets per step blend the true label with the ensemble's output (``config.distill_alpha``).
-    There is no held-out song left for early stopping, so each stage runs for the median of the
-    members' best epochs, and the LSTM stage only runs when most members kept their LSTM branch.
+    With staged training the student's linear read-out is the mean of the members' read-outs
+    (:func:`mean_readout` of ``readouts``, default the teachers), not a fit of its own: one fit
+    on all songs is no better than a single member, while the average keeps most of what the
+    ensemble gains by averaging (4 splits: see docs/benchmarks.md). Its LSTM branch is then
+    distilled: targets per step blend the true label with the ensemble's output
+    (``config.distill_alpha``). There is no held-out song left for early stopping, so each
+    stage runs for the median of the members' best epochs, and the LSTM stage only runs when
+    most members kept their LSTM branch.
     """
     soft = predict_windows(teachers, arrays)
-    stage1 = int(np.median([s["stage_best_epochs"][0] for s in summaries]))
+    staged = _staged(config)
+    stage1 = 0 if staged else int(np.median([s["stage_best_epochs"][0] for s in summaries]))
     kept = [s for s in summaries if s["lstm_branch"] in ("kept", "trained")]
     stage2 = 0
     if 2 * len(kept) > len(summaries):
@@ -328,7 +358,10 @@ def distill_student(
         soft_targets=soft,
         label="student",
         stage_epochs=(stage1, stage2),
+        pooled_init=mean_readout(readouts or teachers) if staged else None,
     )
+    if staged:
+        summary["readout"] = f"mean of {len(readouts or teachers)} members' read-outs"
     return student, {**summary, "train_songs": int(len(arrays["label"])), "val_songs": 0}
 
 
@@ -340,17 +373,47 @@ def refit_all(
     hook: ProgressHook | None = None,
     *,
     distilled: bool,
+    holdout: list[np.ndarray] | None = None,
 ) -> tuple[list[MoodLayers], list[dict[str, Any]]]:
     """The shipped model(s) once more, on every song in ``arrays`` (test songs included).
 
     Called after the held-out evaluation, so the shipped model learns from every artist while
     the reported figures stay those of its held-out twin. Where a ``distilled`` student ships,
     this is :func:`distill_student` over all songs (the teachers never saw the test songs, so
-    their outputs there are genuine predictions); otherwise each member is fitted again for its
-    own best epochs per stage. Normalisation statistics stay the teachers'.
+    their outputs there are genuine predictions), its read-out the mean of the members'
+    read-outs refitted for their own stage-1 epochs on every song but ``holdout[k]`` (member
+    ``k``'s validation fold, indices into ``arrays``: the bagging stays); otherwise each member
+    is fitted again for its own best epochs per stage. Normalisation statistics stay the
+    teachers'.
     """
     if distilled:
-        student, summary = distill_student(teachers, summaries, arrays, config, hook)
+        readouts, sizes, seconds = None, [], 0.0
+        if _staged(config):
+            readouts = []
+            for k, (seed, s) in enumerate(zip(config.seeds, summaries, strict=True)):
+                keep = np.ones(len(arrays["label"]), bool)
+                if holdout is not None:
+                    keep[holdout[k]] = False
+                parts, fitted = fit_member(
+                    {n: v[keep] for n, v in arrays.items()},
+                    None,
+                    teachers[0].norm,
+                    config,
+                    seed,
+                    hook,
+                    name=f"r{k}",
+                    label=f"refit read-out {seed}",
+                    stage_epochs=(s["stage_best_epochs"][0], 0),
+                )
+                readouts.append(parts)
+                sizes.append(int(keep.sum()))
+                seconds += fitted["seconds"]
+        student, summary = distill_student(
+            teachers, summaries, arrays, config, hook, readouts=readouts
+        )
+        if sizes:
+            summary["readout_train_songs"] = sizes
+            summary["readout_seconds"] = round(seconds, 1)
         return [student], [summary]
     refitted, out = [], []
     for k, (seed, s) in enumerate(zip(config.seeds, summaries, strict=True)):

@@ -20,6 +20,7 @@ from streammood.training.train import (  # noqa: E402
     _targets,
     distill_student,
     fit_member,
+    mean_readout,
     predict_windows,
     refit_all,
 )
@@ -88,7 +89,9 @@ def test_student_follows_its_teachers_and_the_members_epochs():
         {"stage_best_epochs": [50, 9], "lstm_branch": "zero (no gain)"},
     ]
     student, summary = distill_student(teachers, summaries, train, config)
-    assert summary["stage_best_epochs"] == [40, 2] and summary["train_songs"] == 24
+    # its read-out is the teachers' mean (no stage 1 of its own); stage 2 runs the median
+    # of the kept members' epochs
+    assert summary["stage_best_epochs"] == [0, 2] and summary["train_songs"] == 24
     teacher_pred = predict_windows(teachers, val)[:, -1].argmax(-1)
     student_pred = predict_windows([student], val)[:, -1].argmax(-1)
     assert np.mean(teacher_pred == (val["label"] + 1) % 4) >= 0.9  # the data are easy
@@ -96,8 +99,41 @@ def test_student_follows_its_teachers_and_the_members_epochs():
     assert np.mean(student_pred == val["label"]) <= 0.1
 
     summaries = [{**s, "lstm_branch": "zero (no gain)"} for s in summaries[:2]] + summaries[2:]
-    _, summary = distill_student(teachers, summaries, train, config)
-    assert summary["stage_best_epochs"] == [40] and summary["lstm_branch"] == "zero (no gain)"
+    student, summary = distill_student(teachers, summaries, train, config)
+    assert summary["stage_best_epochs"] == [0] and summary["lstm_branch"] == "zero (no gain)"
+    # without an LSTM stage the student is exactly the averaged read-out
+    for got, want in zip(student.pooled_out.get_weights(), mean_readout(teachers), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(
+        predict_windows([student], val)[..., -1, :],
+        _softmax_of_mean_logits(teachers, val),
+        atol=1e-5,
+    )
+
+
+def _softmax_of_mean_logits(members, arrays) -> np.ndarray:
+    """Reference for a read-out-only student: softmax of the mean of the members' read-out
+    logits at the last step, computed by hand from the window statistics."""
+    norm = members[0].norm
+    e = (arrays["emb"] - norm.emb_mean) / norm.emb_std
+    mean = e.mean(axis=1)
+    std = np.sqrt(np.maximum((e * e).mean(axis=1) - mean**2, 0.0) + 1e-2)
+    stats = np.concatenate([mean, std], axis=1)
+    kernel, bias = mean_readout(members)
+    logits = stats @ kernel + bias
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def test_mean_readout_averages_the_members_weights():
+    a = _arrays(16)
+    config = TrainConfig(batch_size=8)
+    members = [fit_member(a, None, _norm(a), config, s, stage_epochs=(2, 0))[0] for s in (0, 1)]
+    kernel, bias = mean_readout(members)
+    (k0, b0), (k1, b1) = (m.pooled_out.get_weights() for m in members)
+    assert not np.allclose(k0, k1)  # different seeds, different read-outs
+    np.testing.assert_allclose(kernel, (k0 + k1) / 2, rtol=1e-6)
+    np.testing.assert_allclose(bias, (b0 + b1) / 2, rtol=1e-6)
 
 
 def test_refit_without_distillation_repeats_each_members_epochs_on_every_song():
@@ -114,3 +150,21 @@ def test_refit_without_distillation_repeats_each_members_epochs_on_every_song():
     assert [o["stage_best_epochs"] for o in out] == [[3, 2], [4]]
     assert [o["lstm_branch"] for o in out] == ["kept", "zero (no gain)"]
     assert [o["train_songs"] for o in out] == [20, 20] and out[1]["seed"] == 1
+
+
+def test_refit_with_distillation_bags_read_outs_without_each_members_fold():
+    a = _arrays(20)
+    config = TrainConfig(batch_size=8, seeds=(0, 1))
+    norm = _norm(a)
+    teachers = [fit_member(a, None, norm, config, s, stage_epochs=(1, 0))[0] for s in (0, 1)]
+    summaries = [
+        {"stage_best_epochs": [3, 2], "lstm_branch": "kept"},
+        {"stage_best_epochs": [4, 1], "lstm_branch": "kept"},
+    ]
+    holdout = [np.arange(0, 5), np.arange(5, 12)]
+    shipped, out = refit_all(
+        teachers, summaries, a, config, distilled=True, holdout=holdout
+    )
+    assert len(shipped) == 1 and shipped[0].norm is norm
+    assert out[0]["readout_train_songs"] == [15, 13] and out[0]["train_songs"] == 20
+    assert out[0]["stage_best_epochs"] == [0, 1]  # read-out given, LSTM stage: median of 2, 1

@@ -1,0 +1,118 @@
+"""Linear probe: which musicnn layer carries the most mood? Penultimate, pooled mid end, or tags.
+
+The shipped model reads musicnn's penultimate layer (200 values, the bottleneck before the 50 tag
+logits). The layer below it, the temporal max and mean of the 753-channel front + mid end
+(``pooled``, 1506 values), is wider and less specialised to the tagging task; the tag
+probabilities (50) are the narrowest. This probe embeds every 4Q clip with the Keras port
+(:func:`streammood.model.musicnn.load_musicnn`, both MSD and MTT) on non-overlapping 3 s patches,
+caches the three layers under ``.cache/musicnn-layers/``, and per clip pools the patches (mean,
+or mean and std) → standardise → logistic regression.
+
+Only the train+validation songs of split seed 0 are probed (the test songs are never loaded):
+5-fold StratifiedGroupKFold by artist, repeated over seeds; macro-F1 of each repetition's pooled
+out-of-fold predictions, mean ± sd.
+
+Run: ``.venv/bin/python benchmarks/probe_layers.py [--data-dir ../shared/data/4q]``
+(~15–25 minutes cold on two cores, seconds with the cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from probe_musicnn import log_mel, patches, read_clips  # noqa: E402
+from probe_pooled import probe  # noqa: E402
+
+from streammood.datasets.splits import split_by_group  # noqa: E402
+from streammood.features.layout import MEL_PATCH_FRAMES  # noqa: E402
+
+LAYERS = ("embedding", "pooled", "tags")
+CS = (0.001, 0.003, 0.01)
+
+
+def embed_all(clips, cache: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Per song: ``{"MSD/embedding": (k, 200), "MSD/pooled": (k, 1506), ...}`` over its patches."""
+    from streammood.model.musicnn import MODELS, load_musicnn
+
+    models = {which: load_musicnn(which) for which in MODELS}
+    out = {}
+    t0, n_new = time.perf_counter(), 0
+    for i, (song, _, _, path) in enumerate(clips):
+        file = cache / f"{song}.npz"
+        if not file.is_file():
+            x = patches(log_mel(path), MEL_PATCH_FRAMES)
+            arrays = {}
+            for which, model in models.items():
+                y = model.predict_on_batch(x)
+                arrays.update({f"{which}/{k}": np.asarray(y[k]) for k in LAYERS})
+            np.savez(file, **arrays)
+            n_new += 1
+            if n_new % 20 == 0:
+                rate = (time.perf_counter() - t0) / n_new
+                print(f"  embedded {i + 1}/{len(clips)}, {rate:.2f} s/clip", flush=True)
+        with np.load(file) as z:
+            out[song] = {k: z[k] for k in z.files}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "4q")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+
+    clips = read_clips(args.data_dir)
+    labels = np.array([c[2] for c in clips])
+    artists = np.array([c[1] for c in clips])
+    seen, _ = split_by_group(labels, artists, 0.2, 0)
+    clips = [clips[i] for i in seen]
+    cache = ROOT / ".cache" / "musicnn-layers"
+    cache.mkdir(parents=True, exist_ok=True)
+    emb = embed_all(clips, cache)
+    y, groups = labels[seen], artists[seen]
+    songs = [c[0] for c in clips]
+    print(f"{len(songs)} train+validation songs, {len(set(groups))} artists")
+
+    def features(keys: list[str], pooling: str) -> np.ndarray:
+        rows = []
+        for song in songs:
+            parts = []
+            for key in keys:
+                e = emb[song][key]
+                parts += [e.mean(0), e.std(0)] if pooling == "mean+std" else [e.mean(0)]
+            rows.append(np.concatenate(parts))
+        return np.asarray(rows)
+
+    combos = {
+        "MSD penultimate": ["MSD/embedding"],
+        "MSD+MTT penultimate": ["MSD/embedding", "MTT/embedding"],
+        "MSD pooled": ["MSD/pooled"],
+        "MTT pooled": ["MTT/pooled"],
+        "MSD+MTT pooled": ["MSD/pooled", "MTT/pooled"],
+        "MSD+MTT tags": ["MSD/tags", "MTT/tags"],
+        "MSD penultimate+pooled": ["MSD/embedding", "MSD/pooled"],
+        "MSD+MTT penultimate+tags": ["MSD/embedding", "MTT/embedding", "MSD/tags", "MTT/tags"],
+    }
+    print("| layer | pooling | dims | " + " | ".join(f"C={c}" for c in CS) + " |")
+    print("|---|---|---|" + "---|" * len(CS))
+    for name, keys in combos.items():
+        for pooling in ("mean", "mean+std"):
+            x = features(keys, pooling)
+            cells = []
+            for c in CS:
+                s = probe(x, y, groups, c, args.seeds)
+                cells.append(f"{np.mean(s):.3f} ± {np.std(s):.3f}")
+            print(f"| {name} | {pooling} | {x.shape[1]} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
