@@ -136,11 +136,17 @@ def test_mean_readout_averages_the_members_weights():
     np.testing.assert_allclose(bias, (b0 + b1) / 2, rtol=1e-6)
 
 
-def test_refit_without_distillation_repeats_each_members_epochs_on_every_song():
+def _two_teachers():
+    """20 windows, a 2-seed config, their normalisation and two 1-epoch read-out teachers."""
     a = _arrays(20)
     config = TrainConfig(batch_size=8, seeds=(0, 1))
     norm = _norm(a)
     teachers = [fit_member(a, None, norm, config, s, stage_epochs=(1, 0))[0] for s in (0, 1)]
+    return a, config, norm, teachers
+
+
+def test_refit_without_distillation_repeats_each_members_epochs_on_every_song():
+    a, config, norm, teachers = _two_teachers()
     summaries = [
         {"stage_best_epochs": [3, 2], "lstm_branch": "kept"},
         {"stage_best_epochs": [4, 5], "lstm_branch": "zero (no gain)"},
@@ -153,18 +159,13 @@ def test_refit_without_distillation_repeats_each_members_epochs_on_every_song():
 
 
 def test_refit_with_distillation_bags_read_outs_without_each_members_fold():
-    a = _arrays(20)
-    config = TrainConfig(batch_size=8, seeds=(0, 1))
-    norm = _norm(a)
-    teachers = [fit_member(a, None, norm, config, s, stage_epochs=(1, 0))[0] for s in (0, 1)]
+    a, config, norm, teachers = _two_teachers()
     summaries = [
         {"stage_best_epochs": [3, 2], "lstm_branch": "kept"},
         {"stage_best_epochs": [4, 1], "lstm_branch": "kept"},
     ]
     holdout = [np.arange(0, 5), np.arange(5, 12)]
-    shipped, out = refit_all(
-        teachers, summaries, a, config, distilled=True, holdout=holdout
-    )
+    shipped, out = refit_all(teachers, summaries, a, config, distilled=True, holdout=holdout)
     assert len(shipped) == 1 and shipped[0].norm is norm
     assert out[0]["readout_train_songs"] == [15, 13] and out[0]["train_songs"] == 20
     assert out[0]["stage_best_epochs"] == [0, 1]  # read-out given, LSTM stage: median of 2, 1
