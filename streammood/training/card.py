@@ -33,8 +33,13 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
         shipped = (
             f"The shipped model is one student of this architecture, built from an ensemble "
             f"of {len(members)} seeds: {readout}trained on every train+validation song "
-            f"{'(then on every song, see below) ' if refit else ''}with per-step "
-            f"targets {1 - alpha:g} × label + {alpha:g} × ensemble output, so the live step runs "
+            f"{'(then on every song, see below) ' if refit else ''}"
+            + (
+                "with the ensemble's per-step outputs as targets"
+                if alpha == 1
+                else f"with per-step targets {1 - alpha:g} × label + {alpha:g} × ensemble output"
+            )
+            + ", so the live step runs "
             "one sequence core instead of one per member."
         )
     else:
