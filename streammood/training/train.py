@@ -123,7 +123,7 @@ def fit_member(
         _targets(val, config.task, config.step_weight_power) if val is not None else (None, None)
     )
     started = time.perf_counter()
-    staged = config.pooled_first and config.model.use_lstm and config.model.use_pooled
+    staged = _staged(config)
     loss = "categorical_crossentropy" if config.task == "classification" else "mae"
     losses: list[float] = []
     best: list[int] = []  # best (or run) epoch of each stage
@@ -315,6 +315,7 @@ def mean_readout(members: list[MoodLayers]) -> list[np.ndarray]:
 
 
 def _staged(config: TrainConfig) -> bool:
+    """Whether training runs in two stages (read-out first; see :func:`fit_member`)."""
     return config.pooled_first and config.model.use_lstm and config.model.use_pooled
 
 
