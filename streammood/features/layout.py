@@ -10,6 +10,7 @@ FEATURE_VERSION = "4"
 # v1: openSMILE's input ended at the last whole step offline; v2: it also gets the audio after the
 # last whole step (as the live path, which writes audio ahead), so a clip's last step matches live;
 # v3: a mel patch (and so a fresh embedding) every 8th step instead of every 4th.
+# v4: the embedding is MSD + MTT (400 values) and a mel patch comes every 10th step.
 
 STEP_SECONDS = 0.5
 """Length of one step, seconds."""
