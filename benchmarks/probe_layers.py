@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from probe_musicnn import log_mel, patches, read_clips  # noqa: E402
-from probe_pooled import probe  # noqa: E402
+from probe_pooled import mean_sd, probe  # noqa: E402
 
 from streammood.datasets.splits import split_by_group  # noqa: E402
 from streammood.features.layout import MEL_PATCH_FRAMES  # noqa: E402
@@ -107,10 +107,7 @@ def main() -> None:
     for name, keys in combos.items():
         for pooling in ("mean", "mean+std"):
             x = features(keys, pooling)
-            cells = []
-            for c in CS:
-                s = probe(x, y, groups, c, args.seeds)
-                cells.append(f"{np.mean(s):.3f} ± {np.std(s):.3f}")
+            cells = [mean_sd(probe(x, y, groups, c, args.seeds)) for c in CS]
             print(f"| {name} | {pooling} | {x.shape[1]} | " + " | ".join(cells) + " |", flush=True)
 
 

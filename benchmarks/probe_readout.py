@@ -32,15 +32,13 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from probe_pooled import load_seen, window_stats  # noqa: E402
+from probe_pooled import cv_macro_f1, load_seen, mean_sd, window_stats  # noqa: E402
 
 from streammood.datasets.csvtable import read_csv_rows  # noqa: E402
 from streammood.model.labels import QUADRANTS  # noqa: E402
@@ -83,15 +81,11 @@ def rbf_svm(x, y, tr, te, c) -> np.ndarray:
     return SVC(C=100 * c, gamma="scale").fit(xtr, y[tr]).decision_function(xte)
 
 
-def probe(y: np.ndarray, groups: np.ndarray, score: Scorer, c: float, seeds: int) -> list[float]:
-    scores = []
-    for seed in range(seeds):
-        pred = np.zeros_like(y)
-        folds = StratifiedGroupKFold(5, shuffle=True, random_state=seed)
-        for tr, te in folds.split(np.zeros(len(y)), y, groups):
-            pred[te] = score(tr, te, c).argmax(axis=1)
-        scores.append(f1_score(y, pred, average="macro"))
-    return scores
+def readout_f1(
+    y: np.ndarray, groups: np.ndarray, score: Scorer, c: float, seeds: int
+) -> list[float]:
+    """Macro-F1 per seed of the read-out ``score`` at inverse L2 strength ``c``."""
+    return cv_macro_f1(y, groups, lambda tr, te: score(tr, te, c).argmax(axis=1), seeds)
 
 
 def main() -> None:
@@ -138,10 +132,7 @@ def main() -> None:
     print("| read-out | " + " | ".join(f"C={c}" for c in CS) + " |")
     print("|---|" + "---|" * len(CS))
     for name, score in variants:
-        cells = []
-        for c in CS:
-            s = probe(y, groups, score, c, args.seeds)
-            cells.append(f"{np.mean(s):.3f} ± {np.std(s):.3f}")
+        cells = [mean_sd(readout_f1(y, groups, score, c, args.seeds)) for c in CS]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
