@@ -20,7 +20,7 @@ train+validation songs of the training split (split seed 0; the test songs are n
 out-of-fold predictions, mean ± sd.
 
 Run: ``.venv/bin/python benchmarks/probe_readout.py [--data-dir ../shared/data/4q] [--seeds 5]``
-(~15 minutes on two cores; features from the training cache, a cold cache is extracted first).
+(~10 minutes on two cores; features from the training cache, a cold cache is extracted first).
 """
 
 from __future__ import annotations
