@@ -1,6 +1,8 @@
-"""Per-patch cost of the pretrained musicnn branch: LiteRT (1 and 2 threads) vs ``tf.function``.
+"""Per-patch cost of the pretrained branch: LiteRT (1 and 2 threads) vs ``tf.function``.
 
-Models: MSD alone, MTT alone, both in one graph (the shipped ``models/musicnn/msd_mtt.tflite``).
+Models: musicnn MSD alone, MTT alone, the MSD VGG alone, both musicnn models in one graph
+(``models/musicnn/msd_mtt.tflite``) and all three (the product's
+``models/musicnn/msd_mtt_vgg.tflite``).
 Input: real 3 s log-mel patches of a 4Q clip (random values when the data is absent). Each
 configuration is timed in interleaved rounds (so load from other processes hits all alike); the
 figures are medians of single calls at batch 1, plus a batch-16 call per patch.
@@ -22,9 +24,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streammood.features.layout import EMBED_EVERY, MEL_BANDS, MEL_PATCH_FRAMES  # noqa: E402
-from streammood.model.embedding import MSD_MTT_TFLITE, MusicnnEmbedder  # noqa: E402
+from streammood.model.embedding import (  # noqa: E402
+    MSD_MTT_TFLITE,
+    MSD_MTT_VGG_TFLITE,
+    MusicnnEmbedder,
+)
 
-CHOICES = {"MSD": ("MSD",), "MTT": ("MTT",), "MSD+MTT": ("MSD", "MTT")}
+CHOICES = {
+    "MSD": ("MSD",),
+    "MTT": ("MTT",),
+    "VGG": ("MSD_vgg",),
+    "MSD+MTT": ("MSD", "MTT"),
+    "MSD+MTT+VGG": ("MSD", "MTT", "MSD_vgg"),
+}
 
 
 def real_patches(n: int) -> np.ndarray:
@@ -45,11 +57,11 @@ def real_patches(n: int) -> np.ndarray:
 
 
 def tflite_files(cache: Path) -> dict[str, Path]:
-    """The shipped combined file and single-model files (built once into ``cache``)."""
+    """The shipped combined files and single-model files (built once into ``cache``)."""
     from streammood.model.musicnn import build_embedder, export_tflite
 
-    files = {"MSD+MTT": MSD_MTT_TFLITE}
-    for name in ("MSD", "MTT"):
+    files = {"MSD+MTT": MSD_MTT_TFLITE, "MSD+MTT+VGG": MSD_MTT_VGG_TFLITE}
+    for name in ("MSD", "MTT", "VGG"):
         path = cache / f"{name.lower()}.tflite"
         if not path.is_file():
             export_tflite(build_embedder(CHOICES[name]), path)
@@ -102,16 +114,16 @@ def main() -> None:
             run(patches[:1])  # back to batch 1 outside the timing (LiteRT re-allocates)
         print(f"  round {r + 1}/{args.rounds}", end="\r", flush=True)
 
-    print(f"\nmusicnn per 3 s patch, median over {args.rounds * args.calls} calls "
+    print(f"\npretrained embedders per 3 s patch, median over {args.rounds * args.calls} calls "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     ref = {name: np.median(batch1[key]) for key in runners for name in [key[1]]
            if key[0].startswith("LiteRT fp32, 1 thread")}
-    print(f"{'runtime':<24} {'model':<8} {'batch 1 ms':>10} {'batch 16 ms/patch':>18} "
+    print(f"{'runtime':<24} {'model':<12} {'batch 1 ms':>10} {'batch 16 ms/patch':>18} "
           f"{'vs LiteRT 1 thr':>15} {'per step ms (1 patch / ' + str(EMBED_EVERY) + ' steps)':>30}")
     for key in sorted(runners, key=lambda k: (k[1], k[0])):
         b1 = np.median(batch1[key]) * 1e3
         b16 = np.median(batch16[key]) * 1e3
-        print(f"{key[0]:<24} {key[1]:<8} {b1:>10.1f} {b16:>18.1f} {b1 / ref[key[1]] / 1e3:>15.2f} "
+        print(f"{key[0]:<24} {key[1]:<12} {b1:>10.1f} {b16:>18.1f} {b1 / ref[key[1]] / 1e3:>15.2f} "
               f"{b1 / EMBED_EVERY:>30.1f}")
 
 

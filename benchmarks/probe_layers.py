@@ -1,19 +1,22 @@
-"""Linear probe: which musicnn layer carries the most mood? Penultimate, pooled mid end, or tags.
+"""Linear probe: which pretrained layer carries the most mood? musicnn's penultimate layer, its
+pooled mid end or its tags; the VGG tagger's last pooled map; and their combinations.
 
-The shipped model reads musicnn's penultimate layer (200 values, the bottleneck before the 50 tag
-logits). The layer below it, the temporal max and mean of the 753-channel front + mid end
-(``pooled``, 1506 values), is wider and less specialised to the tagging task; the tag
-probabilities (50) are the narrowest. This probe embeds every 4Q clip with the Keras port
-(:func:`streammood.model.musicnn.load_musicnn`, both MSD and MTT) on non-overlapping 3 s patches,
-caches the three layers under ``.cache/musicnn-layers/``, and per clip pools the patches (mean,
-or mean and std) → standardise → logistic regression.
+musicnn's penultimate layer has 200 values, the bottleneck before the 50 tag logits. The layer
+below it, the temporal max and mean of the 753-channel front + mid end (``pooled``, 1506 values),
+is wider and less specialised to the tagging task; the tag probabilities (50) are the narrowest.
+The wheel's VGG-like MSD tagger is another architecture trained on the same tags; its last pooled
+feature map (256 values) is what feeds its tag layer. This probe embeds every 4Q clip with the
+Keras ports (:func:`streammood.model.musicnn.load_musicnn`: MSD and MTT musicnn, MSD VGG) on
+non-overlapping 3 s patches, caches the layers under ``.cache/musicnn-layers/`` (a model missing
+from a cached clip is added to it), and per clip pools the patches (mean, or mean and std) →
+standardise → logistic regression.
 
 Only the train+validation songs of split seed 0 are probed (the test songs are never loaded):
 5-fold StratifiedGroupKFold by artist, repeated over seeds; macro-F1 of each repetition's pooled
 out-of-fold predictions, mean ± sd.
 
-Run: ``.venv/bin/python benchmarks/probe_layers.py [--data-dir ../shared/data/4q]``
-(~15–25 minutes cold on two cores, seconds with the cache).
+Run: ``.venv/bin/python benchmarks/probe_layers.py [--data-dir ../shared/data/4q] [--only VGG]``
+(~15–25 minutes cold on two cores, ~15 minutes with the embeddings cached).
 """
 
 from __future__ import annotations
@@ -35,32 +38,42 @@ from probe_pooled import mean_sd, probe  # noqa: E402
 from streammood.datasets.splits import split_by_group  # noqa: E402
 from streammood.features.layout import MEL_PATCH_FRAMES  # noqa: E402
 
-LAYERS = ("embedding", "pooled", "tags")
+LAYERS = {
+    "MSD": ("embedding", "pooled", "tags"),
+    "MTT": ("embedding", "pooled", "tags"),
+    "MSD_vgg": ("embedding", "tags"),
+}
+"""The layers probed of each model (the VGG has no pooled mid end)."""
 CS = (0.001, 0.003, 0.01)
 
 
 def embed_all(clips, cache: Path) -> dict[str, dict[str, np.ndarray]]:
     """Per song: ``{"MSD/embedding": (k, 200), "MSD/pooled": (k, 1506), ...}`` over its patches."""
-    from streammood.model.musicnn import MODELS, load_musicnn
+    from streammood.model.musicnn import load_musicnn
 
-    models = {which: load_musicnn(which) for which in MODELS}
+    models = {}
     out = {}
     t0, n_new = time.perf_counter(), 0
     for i, (song, _, _, path) in enumerate(clips):
         file = cache / f"{song}.npz"
-        if not file.is_file():
+        arrays = {}
+        if file.is_file():
+            with np.load(file) as z:
+                arrays = {k: z[k] for k in z.files}
+        missing = [w for w in LAYERS if f"{w}/embedding" not in arrays]
+        if missing:
             x = patches(log_mel(path), MEL_PATCH_FRAMES)
-            arrays = {}
-            for which, model in models.items():
-                y = model.predict_on_batch(x)
-                arrays.update({f"{which}/{k}": np.asarray(y[k]) for k in LAYERS})
+            for which in missing:
+                if which not in models:
+                    models[which] = load_musicnn(which)
+                y = models[which].predict_on_batch(x)
+                arrays.update({f"{which}/{k}": np.asarray(y[k]) for k in LAYERS[which]})
             np.savez(file, **arrays)
             n_new += 1
             if n_new % 20 == 0:
                 rate = (time.perf_counter() - t0) / n_new
                 print(f"  embedded {i + 1}/{len(clips)}, {rate:.2f} s/clip", flush=True)
-        with np.load(file) as z:
-            out[song] = {k: z[k] for k in z.files}
+        out[song] = arrays
     return out
 
 
@@ -68,6 +81,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "4q")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--only", nargs="+", metavar="SUBSTRING", help="probe only the rows whose name contains one"
+    )
     args = parser.parse_args()
 
     clips = read_clips(args.data_dir)
@@ -101,10 +117,16 @@ def main() -> None:
         "MSD+MTT tags": ["MSD/tags", "MTT/tags"],
         "MSD penultimate+pooled": ["MSD/embedding", "MSD/pooled"],
         "MSD+MTT penultimate+tags": ["MSD/embedding", "MTT/embedding", "MSD/tags", "MTT/tags"],
+        "MSD VGG pooled map": ["MSD_vgg/embedding"],
+        "MSD VGG tags": ["MSD_vgg/tags"],
+        "MSD penultimate + MSD VGG": ["MSD/embedding", "MSD_vgg/embedding"],
+        "MSD+MTT penultimate + MSD VGG": ["MSD/embedding", "MTT/embedding", "MSD_vgg/embedding"],
     }
     print("| layer | pooling | dims | " + " | ".join(f"C={c}" for c in CS) + " |")
     print("|---|---|---|" + "---|" * len(CS))
     for name, keys in combos.items():
+        if args.only and not any(part in name for part in args.only):
+            continue
         for pooling in ("mean", "mean+std"):
             x = features(keys, pooling)
             cells = [mean_sd(probe(x, y, groups, c, args.seeds)) for c in CS]

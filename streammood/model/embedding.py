@@ -14,13 +14,19 @@ from ai_edge_litert.interpreter import Interpreter
 from streammood.errors import StreammoodError
 from streammood.features.layout import MEL_BANDS, MEL_PATCH_FRAMES
 
-MSD_MTT_TFLITE = Path(__file__).resolve().parents[2] / "models" / "musicnn" / "msd_mtt.tflite"
-"""MSD + MTT embedder (400 values per patch): the product's (see :data:`DEFAULT_TFLITE`)."""
-MSD_TFLITE = MSD_MTT_TFLITE.with_name("msd.tflite")
-"""MSD-only embedder (200 values per patch, half the cost), for the studies in ``benchmarks/``."""
-DEFAULT_TFLITE = MSD_MTT_TFLITE
-"""The embedder the product uses (features, training cache, model artifacts): MSD + MTT, whose
-ensembles beat MSD alone on all four artist-disjoint splits measured (docs/benchmarks.md)."""
+MSD_MTT_VGG_TFLITE = (
+    Path(__file__).resolve().parents[2] / "models" / "musicnn" / "msd_mtt_vgg.tflite"
+)
+"""MSD + MTT musicnn and MSD VGG embedder (200 + 200 + 256 = 656 values per patch): the
+product's (see :data:`DEFAULT_TFLITE`)."""
+MSD_MTT_TFLITE = MSD_MTT_VGG_TFLITE.with_name("msd_mtt.tflite")
+"""MSD + MTT musicnn embedder (400 values per patch), for the studies in ``benchmarks/``."""
+MSD_TFLITE = MSD_MTT_VGG_TFLITE.with_name("msd.tflite")
+"""MSD-only embedder (200 values per patch), for the studies in ``benchmarks/``."""
+DEFAULT_TFLITE = MSD_MTT_VGG_TFLITE
+"""The embedder the product uses (features, training cache, model artifacts): musicnn MSD + MTT
+and the MSD VGG, two architectures whose embeddings read mood better together than either alone
+(``benchmarks/probe_layers.py``, docs/benchmarks.md)."""
 
 
 class EmbedderError(StreammoodError):

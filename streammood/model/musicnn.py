@@ -1,11 +1,14 @@
 """musicnn (Pons & Serra, 2019) in Keras 3: checkpoints read directly, exported to LiteRT.
 
-musicnn ships TensorFlow 1 checkpoints of two music auto-taggers trained on the Million Song
-Dataset (``MSD_musicnn``) and MagnaTagATune (``MTT_musicnn``), 50 tags each. Its package code needs
-``tf.compat.v1.layers`` (gone with Keras 3) and overflows under NumPy 2, so this module re-defines
-the architecture of ``musicnn/models.py`` with Keras layers and reads the checkpoint variables with
-:func:`tf.train.load_checkpoint`. The outputs match the original graph to float tolerance
-(``tests/model/test_musicnn.py`` runs the original TF1 graph from the checkpoint's ``.meta``).
+The ``musicnn`` wheel ships TensorFlow 1 checkpoints of music auto-taggers, 50 tags each: the
+musicnn architecture trained on the Million Song Dataset (``MSD_musicnn``) and on MagnaTagATune
+(``MTT_musicnn``), and the authors' VGG-like baseline trained on the Million Song Dataset
+(``MSD_vgg``). Its package code needs ``tf.compat.v1.layers`` (gone with Keras 3) and overflows
+under NumPy 2, so this module re-defines both architectures with Keras layers and reads the
+checkpoint variables with :func:`tf.train.load_checkpoint`. The outputs match the original graphs
+to float tolerance (``tests/model/test_musicnn.py`` runs the original TF1 graph from each
+checkpoint's ``.meta``; for ``MSD_vgg`` that graph, not ``musicnn/models.py``, is the reference:
+its first two poolings are (4, 1) and (1, 4), not the source's strided (4, 1) and (2, 2)).
 
 Input: a log-mel patch ``(batch, 187, 96)`` — 16 kHz, ``n_fft`` 512, hop 256, 96 mel bands,
 ``log10(10000 x + 1)`` of the power mel spectrogram, 187 frames (~3 s); see
@@ -38,10 +41,12 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
-MODELS = ("MSD", "MTT")
-"""Pretrained musicnn models: Million Song Dataset and MagnaTagATune taggers."""
-EMBED_DIM = 200
-"""Size of one model's penultimate embedding."""
+MODELS = ("MSD", "MTT", "MSD_vgg")
+"""Pretrained taggers in the wheel: musicnn on the Million Song Dataset and on MagnaTagATune, and
+the VGG-like baseline on the Million Song Dataset."""
+EMBED_DIMS = {"MSD": 200, "MTT": 200, "MSD_vgg": 256}
+"""Size of each model's embedding: musicnn's penultimate layer (200), the VGG's last pooled
+feature map, flattened (2 x 1 x 128)."""
 BN_EPSILON = 1e-3
 """``tf.compat.v1.layers.batch_normalization``'s default epsilon."""
 
@@ -50,7 +55,9 @@ _TEMPORAL = (("conv2d_2", 128), ("conv2d_3", 64), ("conv2d_4", 32))
 _FRONT_FILTERS = (204, 51)  # int(1.6 * 128), int(1.6 * 32)
 _MID_FILTERS = 64
 _BACK_UNITS = 200
-_SHIPPED_DIRS = {"MSD": "MSD_musicnn", "MTT": "MTT_musicnn"}
+_VGG_POOLS = ((4, 1), (1, 4), (2, 2), (2, 2), (4, 4))  # max-pool sizes = strides, 'valid'
+_VGG_FILTERS = 128
+_SHIPPED_DIRS = {"MSD": "MSD_musicnn", "MTT": "MTT_musicnn", "MSD_vgg": "MSD_vgg"}
 
 
 class MusicnnCheckpointError(StreammoodError):
@@ -126,6 +133,34 @@ def build_musicnn(n_outputs: int = 50, name: str = "musicnn") -> keras.Model:
     return keras.Model(patch, {"tags": tags, "embedding": embedding, "pooled": pooled}, name=name)
 
 
+def build_vgg(n_outputs: int = 50, name: str = "vgg") -> keras.Model:
+    """The musicnn package's VGG-like tagger, as saved in ``MSD_vgg``.
+
+    Input batch norm (one channel), then five blocks of Conv2D(128, 3 x 3, "same") → ReLU → batch
+    norm → max-pool (sizes :data:`_VGG_POOLS`, strides equal, "valid"): ``(187, 96)`` → (46, 96)
+    → (46, 24) → (23, 12) → (11, 6) → (2, 1); flattened (256), then the tag layer. Layer names
+    follow the checkpoint's variable scopes (``1CNN``..., ``batch_normalization_1``...).
+
+    Returns
+    -------
+    keras.Model
+        Input ``patch`` ``(batch, 187, 96)`` log-mel; outputs a dict: ``tags``
+        ``(batch, n_outputs)`` sigmoid probabilities, ``embedding`` ``(batch, 256)`` (the last
+        pooled feature map, time-major as TF1's flatten).
+    """
+    patch = keras.Input((MEL_PATCH_FRAMES, MEL_BANDS), name="patch")
+    x = layers.Reshape((MEL_PATCH_FRAMES, MEL_BANDS, 1), name="expand")(patch)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, name="batch_normalization")(x)
+    for i, pool in enumerate(_VGG_POOLS, start=1):
+        x = layers.Conv2D(_VGG_FILTERS, 3, padding="same", activation="relu", name=f"{i}CNN")(x)
+        x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"batch_normalization_{i}")(x)
+        x = layers.MaxPooling2D(pool, pool, name=f"pool{i}")(x)
+    embedding = layers.Flatten(name="pool5_flat")(x)
+    logits = layers.Dense(n_outputs, name="dense")(embedding)
+    tags = layers.Activation("sigmoid", name="tags")(logits)
+    return keras.Model(patch, {"tags": tags, "embedding": embedding}, name=name)
+
+
 def _front_block(
     x, conv_name: str, kernel: tuple[int, int], padding: str, filters: int, bn_suffix: str
 ):
@@ -147,7 +182,7 @@ def shipped_checkpoint_dir(which: str) -> Path:
 
     Parameters
     ----------
-    which : {"MSD", "MTT"}
+    which : {"MSD", "MTT", "MSD_vgg"}
     """
     if which not in _SHIPPED_DIRS:
         raise MusicnnCheckpointError(f"unknown musicnn model {which!r}: expected one of {MODELS}")
@@ -203,7 +238,8 @@ def read_checkpoint(checkpoint_dir: str | Path) -> dict[str, np.ndarray]:
 
 
 def load_musicnn_weights(model: keras.Model, checkpoint_dir: str | Path) -> keras.Model:
-    """Set a :func:`build_musicnn` model's weights from a musicnn TF1 checkpoint folder.
+    """Set a :func:`build_musicnn` or :func:`build_vgg` model's weights from a TF1 checkpoint
+    folder of the musicnn wheel.
 
     Every checkpoint variable is used exactly once and every model weight is set; anything else
     raises :class:`MusicnnCheckpointError`.
@@ -222,7 +258,7 @@ def load_musicnn_weights(model: keras.Model, checkpoint_dir: str | Path) -> kera
             keys = ["gamma", "beta", "moving_mean", "moving_variance"]
         elif isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Dense)):
             keys = ["kernel", "bias"]
-        else:  # pragma: no cover - build_musicnn has no other weighted layers
+        else:  # pragma: no cover - the architectures have no other weighted layers
             raise MusicnnCheckpointError(f"layer {layer.name} has weights of unknown kind")
         values = []
         for key, weight in zip(keys, layer.weights, strict=True):
@@ -247,30 +283,34 @@ def load_musicnn_weights(model: keras.Model, checkpoint_dir: str | Path) -> kera
 
 
 def load_musicnn(which: str = "MSD", checkpoint_dir: str | Path | None = None) -> keras.Model:
-    """:func:`build_musicnn` with a pretrained checkpoint loaded (default: the one in the wheel).
+    """:func:`build_musicnn` (or, for ``MSD_vgg``, :func:`build_vgg`) with a pretrained checkpoint
+    loaded (default: the one in the wheel).
 
     Parameters
     ----------
-    which : {"MSD", "MTT"}
+    which : {"MSD", "MTT", "MSD_vgg"}
     checkpoint_dir : path, optional
     """
     folder = shipped_checkpoint_dir(which) if checkpoint_dir is None else Path(checkpoint_dir)
-    model = build_musicnn(50, name=f"{which.lower()}_musicnn")
+    if which.endswith("_vgg"):
+        model = build_vgg(50, name=which.lower())
+    else:
+        model = build_musicnn(50, name=f"{which.lower()}_musicnn")
     return load_musicnn_weights(model, folder)
 
 
 def build_embedder(which: Sequence[str] = ("MSD", "MTT")) -> keras.Model:
-    """A model mapping a log-mel patch to the concatenated penultimate embeddings.
+    """A model mapping a log-mel patch to the concatenated embeddings.
 
     Parameters
     ----------
-    which : sequence of {"MSD", "MTT"}
+    which : sequence of {"MSD", "MTT", "MSD_vgg"}
         Models to use, in output order.
 
     Returns
     -------
     keras.Model
-        ``(batch, 187, 96)`` -> ``(batch, 200 * len(which))`` float32.
+        ``(batch, 187, 96)`` -> ``(batch, sum(EMBED_DIMS[w] for w in which))`` float32.
     """
     which = tuple(which)
     if not which or any(w not in MODELS for w in which) or len(set(which)) != len(which):
@@ -302,7 +342,11 @@ def export_tflite(model: keras.Model, path: str | Path) -> Path:
     return path
 
 
-SHIPPED_FILES = {"msd_mtt.tflite": ("MSD", "MTT"), "msd.tflite": ("MSD",)}
+SHIPPED_FILES = {
+    "msd_mtt_vgg.tflite": ("MSD", "MTT", "MSD_vgg"),
+    "msd_mtt.tflite": ("MSD", "MTT"),
+    "msd.tflite": ("MSD",),
+}
 """The LiteRT files shipped in ``models/musicnn`` and the models each concatenates."""
 
 

@@ -7,6 +7,14 @@ from typing import Any
 
 from streammood.model.labels import QUADRANTS
 
+EMBEDDINGS = {
+    200: "the penultimate layer of the MSD musicnn tagger",
+    400: "the penultimate layers of the MSD and MTT musicnn taggers, 200 each",
+    656: "the penultimate layers of the MSD and MTT musicnn taggers, 200 each, and the last "
+    "pooled feature map of the MSD VGG tagger, 256",
+}
+"""What an embedding of each width is, for the card (the embedders in ``models/musicnn``)."""
+
 
 def _f(x: Any) -> str:
     return "–" if x is None else f"{x:.3f}"
@@ -60,10 +68,9 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
         "",
         "The seed's CNN-LSTM — per step a 1-D CNN over the 21 x 20 MFCC block (LayerNorm, "
         "Conv1D 32x8 / 64x4 / 64x4 with max-pooling, Dense 256, LeakyReLU 0.05) concatenated with "
-        "260 openSMILE ComParE_2016 LLD statistics — strengthened with a pretrained musicnn "
-        f"embedding ({manifest['emb_dim']} values: penultimate layer of the "
-        f"{'MSD and MTT taggers, 200 each' if manifest['emb_dim'] == 400 else 'MSD tagger'}) "
-        "of the 3 s "
+        "260 openSMILE ComParE_2016 LLD statistics — strengthened with a pretrained "
+        f"embedding ({manifest['emb_dim']} values: "
+        f"{EMBEDDINGS.get(manifest['emb_dim'], 'of a pretrained tagger')}) of the 3 s "
         "ending at the step. Two LSTM(128) run over the window; their head and a linear, "
         "L2-regularised read-out of the window's running mean and standard deviation of the "
         f"embedding add up to the logits. {shipped} Hyper-parameters: `{cfg}`.",
@@ -76,7 +83,8 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
         "each in [−1, 1].",
         "",
         "Serving: `step.tflite` (LiteRT, explicit LSTM states, 60 staggered windows advanced in "
-        "one call) and `embedder.tflite` (musicnn on LiteRT); no TensorFlow needed. "
+        "one call) and `embedder.tflite` (the pretrained taggers on LiteRT); no TensorFlow "
+        "needed. "
         "`keras/member*.weights.h5` hold the shipped Keras model(s) for further training and "
         "evaluation.",
         "",
@@ -202,8 +210,8 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
         "",
         '- musicnn weights: Jordi Pons and Xavier Serra, "musicnn: pre-trained convolutional '
         'neural networks for music audio tagging", ISMIR 2019 LBD; ISC licence, © 2019 Jordi '
-        "Pons (see `models/musicnn/README.md`). Converted unchanged from the checkpoints in the "
-        "`musicnn==0.1.0` wheel.",
+        "Pons (see `models/musicnn/README.md`); the VGG tagger is that package's baseline. "
+        "Converted unchanged from the checkpoints in the `musicnn==0.1.0` wheel.",
         '- 4Q audio emotion data set: Panda, Malheiro & Paiva, "Novel audio features for music '
         'emotion recognition", IEEE Trans. Affective Computing, 2018; research use, not '
         "redistributed here.",

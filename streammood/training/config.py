@@ -9,8 +9,9 @@ from streammood.model.config import ModelConfig
 
 FEATURES_NOTE = (
     f"feature layout v{FEATURE_VERSION}: per 500 ms step an MFCC block (21, 20), 260 openSMILE "
-    "ComParE_2016 LLD/delta statistics, and a musicnn (MSD + MTT) embedding of the 3 s ending at "
-    f"the step, refreshed every {EMBED_EVERY}th step"
+    "ComParE_2016 LLD/delta statistics, and a pretrained embedding of the 3 s ending at the step "
+    "(656 values: musicnn MSD + MTT penultimate layers and the MSD VGG's last pooled map), "
+    f"refreshed every {EMBED_EVERY}th step"
 )
 
 

@@ -11,7 +11,7 @@ from streammood.datasets.cache import ClipFeatures, FeatureCache, extract_clips
 from streammood.errors import StreammoodError
 from streammood.model.embedding import MusicnnEmbedder
 
-EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd_mtt.tflite)
+EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd_mtt_vgg.tflite)
 
 
 def _synthetic_clip(n=5, d=4, path="x.mp3"):

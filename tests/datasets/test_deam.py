@@ -23,7 +23,7 @@ from streammood.datasets.deam import (
 from streammood.errors import StreammoodError
 from streammood.model.embedding import MusicnnEmbedder
 
-EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd_mtt.tflite)
+EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd_mtt_vgg.tflite)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from streammood.errors import StreammoodError
 from streammood.model.embedding import MusicnnEmbedder
 from streammood.model.labels import QUADRANTS
 
-EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd_mtt.tflite)
+EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd_mtt_vgg.tflite)
 
 
 def _rows(path):

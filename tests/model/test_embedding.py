@@ -30,12 +30,12 @@ def test_import_does_not_load_tensorflow():
 
 
 def test_shapes_and_batching(embedder, musicnn_patches):
-    assert embedder.dim == 400  # MSD + MTT
+    assert embedder.dim == 656  # MSD + MTT musicnn (200 each) + MSD VGG (256)
     batch = embedder.embed(musicnn_patches)
-    assert batch.shape == (8, 400) and batch.dtype == np.float32
+    assert batch.shape == (8, 656) and batch.dtype == np.float32
     one_by_one = np.stack([embedder.embed(p) for p in musicnn_patches])
     np.testing.assert_allclose(batch, one_by_one, rtol=0, atol=1e-5)
-    assert embedder.embed(musicnn_patches[:0]).shape == (0, 400)
+    assert embedder.embed(musicnn_patches[:0]).shape == (0, 656)
     np.testing.assert_allclose(embedder.embed(musicnn_patches[3:5]), batch[3:5], atol=1e-5)
     # different music gives different embeddings
     assert np.abs(batch[0] - batch[6]).max() > 0.5
