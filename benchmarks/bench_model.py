@@ -2,8 +2,8 @@
 
 Per step, on real music features (medians of many calls, 1 thread, this machine):
 
-* pretrained branch: musicnn (the artifact's embedder) on LiteRT for one 3 s patch, and averaged
-  per step (one patch every ``EMBED_EVERY`` steps);
+* pretrained branch: the artifact's embedder (musicnn MSD + MTT, MSD VGG) on LiteRT for one 3 s
+  patch, and averaged per step (one patch every ``EMBED_EVERY`` steps);
 * frame encoders: the step model's per-step part (MFCC-CNN, normalisers, the first LSTM's input
   projection), converted alone to LiteRT and timed the same way;
 * sequence core: one call of the artifact's step model (60 staggered states, all members, one
@@ -131,8 +131,8 @@ def main() -> None:
     training = artifact.manifest.get("training", {})
     plural = "s" if members != 1 else ""
     print(f"model {artifact.name} v{artifact.version}: {members} member{plural}, clip {clip.name}")
-    which = "MSD+MTT" if artifact.manifest["emb_dim"] == 400 else "MSD"
-    print(f"musicnn ({which}), one 3 s patch (LiteRT, 1 thread): {patch_ms:8.2f} ms")
+    dim = artifact.manifest["emb_dim"]
+    print(f"embedder ({dim} values), one 3 s patch (LiteRT, 1 thread): {patch_ms:8.2f} ms")
     per_step = patch_ms / EMBED_EVERY
     print(f"  per step (one patch every {EMBED_EVERY} steps):                {per_step:8.2f} ms")
     print(
