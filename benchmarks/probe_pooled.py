@@ -41,6 +41,17 @@ def window_stats(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.concatenate([mean, std], axis=1)
 
 
+def feature_stats(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per window the statistics of each feature: ``E`` embedding ``(N, 2D)``, ``L`` LLD
+    statistics ``(N, 520)``, ``M`` MFCCs (frames averaged) ``(N, 40)``."""
+    mask = arrays["mask"]
+    return {
+        "E": window_stats(arrays["emb"], mask),
+        "L": window_stats(arrays["lld"], mask),
+        "M": window_stats(arrays["mfcc"].mean(axis=2), mask),
+    }
+
+
 def load_seen(data_dir: Path, jobs: int) -> dict[str, np.ndarray]:
     """The train+validation songs of split seed 0 (its test songs are never loaded into a probe)."""
     from streammood.datasets.splits import split_by_group
@@ -92,12 +103,7 @@ def main() -> None:
     args = parser.parse_args()
 
     seen = load_seen(args.data_dir, args.jobs)
-    mask = seen["mask"]
-    parts = {
-        "E": window_stats(seen["emb"], mask),
-        "L": window_stats(seen["lld"], mask),
-        "M": window_stats(seen["mfcc"].mean(axis=2), mask),
-    }
+    parts = feature_stats(seen)
     print(f"{len(seen['label'])} train+validation songs, {len(set(seen['group']))} artists")
     print("| features | dims | C=0.003 | C=0.01 | C=0.03 |")
     print("|---|---|---|---|---|")

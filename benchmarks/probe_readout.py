@@ -38,7 +38,7 @@ from sklearn.svm import SVC
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from probe_pooled import cv_macro_f1, load_seen, mean_sd, window_stats  # noqa: E402
+from probe_pooled import cv_macro_f1, feature_stats, load_seen, mean_sd  # noqa: E402
 
 from streammood.datasets.csvtable import read_csv_rows  # noqa: E402
 from streammood.model.labels import QUADRANTS  # noqa: E402
@@ -96,11 +96,8 @@ def main() -> None:
     args = parser.parse_args()
 
     seen = load_seen(args.data_dir, args.jobs)
-    mask = seen["mask"]
-    e = window_stats(seen["emb"], mask)
-    lm = np.concatenate(
-        [window_stats(seen["lld"], mask), window_stats(seen["mfcc"].mean(axis=2), mask)], axis=1
-    )
+    stats = feature_stats(seen)
+    e, lm = stats["E"], np.concatenate([stats["L"], stats["M"]], axis=1)
     y, groups = seen["label"], seen["group"]
     rows = read_csv_rows(args.data_dir / "metadata.csv", ("Song", "PQuad"))
     pquad = {r["Song"]: float(r["PQuad"]) for r in rows}
