@@ -112,7 +112,7 @@ def naive(y: np.ndarray, sr: int, n_steps: int) -> Clock:
     import opensmile
 
     from streammood.audio.framer import frame_signal
-    from streammood.features.layout import MFCC_HISTORY
+    from streammood.layout import MFCC_HISTORY
 
     steps = frame_signal(y[: int(sr * 0.5 * (n_steps + 1))], sr)[:n_steps]
     lld = opensmile.Smile(

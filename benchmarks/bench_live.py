@@ -10,17 +10,18 @@ One run measures, on real 4Q music, the real model and the real Redis (private k
    message with ``time.time()`` when it arrives. Latency = receive time - (wall time at which the
    source's audio clock started + the step's ``t_end``): from the moment the step's last sample
    would have been captured to the moment a consumer holds the message. Broken down per step by
-   instrumenting (subclasses swapped into ``streammood.workers.listen``, production code
-   unchanged) ``FeatureStage``, ``MoodStage`` and ``MoodPublisher``: audio past the step's end
+   wrapping the stages passed to ``run_listen`` (the feature stage and ``MoodStage``) and
+   subclassing ``MoodPublisher``, production code unchanged: audio past the step's end
    written to openSMILE when the step came out (its look-ahead, quantised by the block), the
    resampler's delay, how late the releasing block reached the feature thread, the extractor
-   push, musicnn (steps with ``seq % EMBED_EVERY == 0``), queue hand-over, model step, publisher
+   push (including the wait for musicnn's thread on steps with ``seq % EMBED_EVERY == 0``),
+   queue hand-over, model step, publisher
    thread, Redis round trip, delivery to the subscriber. The parts add up to the latency.
 2. **CPU per step** of that ``listen`` run: process CPU time (all threads: the feature thread,
    openSMILE's thread, the model thread, the publisher thread) per step, in steady state (from
    step 10) and over the whole run; per-thread split read from ``/proc/self/task``, and the
    feature thread's own split (extractor vs musicnn) from ``time.thread_time``.
-3. **Capacity of one ``infer`` worker**: real feature frames (``FeatureStage.run`` on the same
+3. **Capacity of one ``infer`` worker**: real feature frames (the live feature stage on the same
    music, ``encode_inputs``; 120 steps, reused cyclically with increasing ``seq``) are XADDed for
    N sources in real time (2 frames/s each, start times staggered over 500 ms) by this process;
    ``streammood infer --quiet`` runs in a separate process (a fresh one and a fresh key prefix per
@@ -30,7 +31,7 @@ One run measures, on real 4Q music, the real model and the real Redis (private k
    ``/proc/<pid>/stat`` (utime + stime) over the run. Stops at the first N not held.
 4. **Naive reference**, same run: Keras ``model.predict`` of every member of the artifact on the
    full 60-step window, one call per step, in a subprocess (the only place TensorFlow is
-   imported), against the streaming core (one LiteRT call of ``MoodRuntime.step``) and against
+   imported), against the streaming core (one LiteRT call of ``MoodRuntime.push``) and against
    the whole ``infer`` worker's CPU per message.
 
 The machine is shared: the load average is printed before and after each part.
@@ -233,13 +234,13 @@ def bench_listen(
     import redis
     import soundfile as sf
 
-    import streammood.workers.listen as listen_mod
     from streammood.audio.decode import load_audio
     from streammood.audio.sources import FileSource
     from streammood.bus.keys import Keys
     from streammood.bus.publisher import MoodPublisher
-    from streammood.features.layout import EMBED_EVERY
-    from streammood.workers.tagging import FeatureStage, MoodStage
+    from streammood.layout import EMBED_EVERY
+    from streammood.workers.listen import run_listen
+    from streammood.workers.tagging import MoodStage, feature_stage
 
     ys, sr = [], None
     for path in clips:
@@ -257,43 +258,60 @@ def bench_listen(
             self.t0_wall = time.time()  # FileSource's own t0 is taken on the first next()
             yield from super().__iter__()
 
-    class TimedFeatureStage(FeatureStage):
+    class TimedFeatures:
+        """The feature stage, wrapped: times each push (in the feature thread)."""
+
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
         def push(self, block):
             t_in, c_in = time.time(), time.thread_time()
-            feats = self.extractor.push(block)
-            t_feat, c_feat = time.time(), time.thread_time()
-            out = self._inputs(feats)
+            out = self.inner.push(block)
             t_out = time.time()
-            if threads.base_seq is not None:  # steady state: this thread's CPU by stage
-                feature_cpu["extractor"] += c_feat - c_in
-                feature_cpu["embedding"] += time.thread_time() - c_feat
-            audio_at = self.extractor.samples_in / self.extractor.input_rate
-            smile_at = self.extractor.samples_written / 16_000
+            if threads.base_seq is not None:  # steady state: this thread's CPU
+                feature_cpu["extractor push (incl. waiting for musicnn)"] += (
+                    time.thread_time() - c_in
+                )
+            audio_at = self.inner.samples_in / self.inner.input_rate
+            smile_at = self.inner.samples_written / 16_000
             for i in out:
                 rec[i.seq].update(
-                    t_block=t_in,
-                    t_feat=t_feat,
-                    t_inputs=t_out,
-                    audio_at=audio_at,
-                    smile_at=smile_at,
-                    batch=len(out),
+                    t_block=t_in, t_inputs=t_out, audio_at=audio_at, smile_at=smile_at
                 )
             return out
 
         def finish(self):
-            out = super().finish()
+            out = self.inner.finish()
             for i in out:
                 rec[i.seq]["finish"] = 1.0
             return out
 
-    class TimedMoodStage(MoodStage):
-        def __call__(self, inputs):
+        def close(self) -> None:
+            self.inner.close()
+
+    class TimedMood:
+        """The mood stage, wrapped: times each step (in the calling thread)."""
+
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        @property
+        def gaps(self) -> int:
+            return self.inner.gaps
+
+        def push(self, inputs):
             t = time.time()
-            msg = super().__call__(inputs)
+            out = self.inner.push(inputs)
             rec[inputs.seq].update(t_mood=t, t_msg=time.time(), cpu=time.process_time())
             if inputs.seq == WARM_STEPS:
                 threads.rebase(WARM_STEPS)
-            return msg
+            return out
+
+        def finish(self):
+            return self.inner.finish()
+
+        def close(self) -> None:
+            self.inner.close()
 
     class TimedPublisher(MoodPublisher):
         def _write(self, pipe, items):
@@ -314,8 +332,9 @@ def bench_listen(
     keys = Keys(prefix)
     client = redis.Redis.from_url(url)
     sub = start_subscriber(url, keys.mood_channel, tmp / "listen-sub.tsv")
-    listen_mod.FeatureStage, listen_mod.MoodStage = TimedFeatureStage, TimedMoodStage
     source = TimedSource(wav, realtime=True, block_seconds=block_ms / 1000)
+    features = TimedFeatures(feature_stage(artifact, source.sample_rate))
+    mood = TimedMood(MoodStage(artifact, "bench-live"))
     threads = ThreadCPU()
     publisher = TimedPublisher(url, prefix)
     print(
@@ -326,13 +345,12 @@ def bench_listen(
     try:
         with threads:
             c0, w0 = time.process_time(), time.perf_counter()
-            stats = listen_mod.run_listen(source, artifact, "bench-live", publisher)
+            stats = run_listen(source, features, mood, publisher)
             publisher.flush(timeout=10)
             c1, w1 = time.process_time(), time.perf_counter()
         time.sleep(0.5)
         rows = stop_subscriber(client, keys.mood_channel, sub, tmp / "listen-sub.tsv")
     finally:
-        listen_mod.FeatureStage, listen_mod.MoodStage = FeatureStage, MoodStage
         publisher.close(timeout=10)
         if sub.poll() is None:  # only when something failed
             sub.kill()
@@ -362,8 +380,8 @@ def bench_listen(
             - t_end,
             "resampler delay (input audio not yet out at 16 kHz)": r["audio_at"] - r["smile_at"],
             "block handed to the feature thread late by": r["t_block"] - (t0 + r["audio_at"]),
-            "extractor push (resample, MFCC, mel, openSMILE wait)": r["t_feat"] - r["t_block"],
-            "musicnn embedding (held on other steps)": r["t_inputs"] - r["t_feat"],
+            "extractor push (resample, MFCC, mel, openSMILE + musicnn wait)": r["t_inputs"]
+            - r["t_block"],
             "step queue hand-over to the model thread": r["t_mood"] - r["t_inputs"],
             "model step (LiteRT, all members)": r["t_msg"] - r["t_mood"],
             "publisher hand-over (thread wake-up)": r["t_write"] - r["t_msg"],
@@ -413,7 +431,7 @@ def redis_usage(client) -> dict[str, float]:
 
 def precompute_inputs(artifact, clips: list[Path], n_steps: int) -> list:
     from streammood.audio.decode import load_audio
-    from streammood.workers.tagging import FeatureStage
+    from streammood.features.extractor import extract_stream
 
     ys, sr = [], None
     for path in clips:
@@ -421,9 +439,8 @@ def precompute_inputs(artifact, clips: list[Path], n_steps: int) -> list:
         ys.append(y)
     y = np.concatenate(ys)
     block = int(sr * 0.05)
-    stage = FeatureStage(artifact, sr)
-    inputs = list(stage.run(y[i : i + block] for i in range(0, len(y), block)))
-    return inputs[:n_steps]
+    blocks = (y[i : i + block] for i in range(0, len(y), block))
+    return list(extract_stream(blocks, sr, artifact.embedder()).steps())[:n_steps]
 
 
 def bench_capacity(
@@ -441,10 +458,10 @@ def bench_capacity(
 
     from streammood.bus.keys import Keys
     from streammood.bus.publisher import DEFAULT_FRAME_MAXLEN
-    from streammood.workers.tagging import embedder_id, encode_inputs
+    from streammood.workers.tagging import encode_inputs
 
     keys = Keys(f"{prefix}-n{n}")
-    ident = embedder_id(artifact)
+    ident = artifact.embedder_id
     sources = [f"src{k:03d}" for k in range(n)]
     per_source = int(round(seconds / 0.5))
     frames = {
@@ -594,8 +611,8 @@ def bench_capacity(
 
 
 def naive_main(npz: Path, model: str, repeats: int) -> None:
-    from streammood.model.architecture import build_window_model
-    from streammood.model.artifact import load_artifact
+    from streammood.runtime.artifact import load_artifact
+    from streammood.training.architecture import build_window_model
     from streammood.training.train import load_members
 
     artifact = load_artifact(model)
@@ -617,17 +634,17 @@ def naive_main(npz: Path, model: str, repeats: int) -> None:
 
 
 def streaming_core_ms(artifact, inputs: list, repeats: int = 300) -> float:
-    from streammood.model.runtime import MoodRuntime
+    from streammood.runtime.rolling import MoodRuntime
 
     runtime = MoodRuntime(artifact)
     for t in range(artifact.rows):  # every staggered state live
         i = inputs[t % len(inputs)]
-        runtime.step(i.mfcc, i.lld, i.emb)
+        runtime.push(i)
     times = []
     for t in range(repeats):
         i = inputs[t % len(inputs)]
         c0 = time.perf_counter()
-        runtime.step(i.mfcc, i.lld, i.emb)
+        runtime.push(i)
         times.append(time.perf_counter() - c0)
     return 1000 * statistics.median(times)
 
@@ -665,8 +682,8 @@ def main() -> None:
 
     import redis
 
-    from streammood.features.layout import EMBED_EVERY, WINDOW_STEPS
-    from streammood.model.artifact import load_artifact
+    from streammood.layout import EMBED_EVERY, WINDOW_STEPS
+    from streammood.runtime.artifact import load_artifact
 
     artifact = load_artifact(args.model)
     clips = clip_paths(args.clips)
@@ -826,7 +843,7 @@ def main() -> None:
             f"per core"
         )
         print(
-            f"   streaming core (MoodRuntime.step, LiteRT, all members): {core_ms:.3f} ms -> "
+            f"   streaming core (MoodRuntime.push, LiteRT, all members): {core_ms:.3f} ms -> "
             f"{500 / core_ms:.0f} sources per core; "
             f"naive / core = {naive['naive_ms'] / core_ms:.0f}x"
         )

@@ -52,7 +52,7 @@ def _encoder_call(members, emb_dim: int):
     from ai_edge_litert.interpreter import Interpreter
     from keras import ops
 
-    from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+    from streammood.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
 
     mfcc = keras.Input((MFCC_FRAMES, N_MFCC), batch_size=1)
     lld = keras.Input((N_LLD_STATS,), batch_size=1)
@@ -79,35 +79,31 @@ def main() -> None:
 
     from streammood.audio.decode import load_audio
     from streammood.features.extractor import extract_offline
-    from streammood.features.layout import EMBED_EVERY, WINDOW_STEPS
-    from streammood.model.artifact import load_artifact
-    from streammood.model.embedding import MusicnnEmbedder
-    from streammood.model.inputs import hold_embeddings
-    from streammood.model.runtime import MoodRuntime
+    from streammood.layout import EMBED_EVERY, WINDOW_STEPS
+    from streammood.runtime.artifact import load_artifact
+    from streammood.runtime.rolling import MoodRuntime
 
     clip = args.clip or sorted((ROOT.parent / "shared" / "data" / "4q" / "Q1").glob("*.mp3"))[0]
     artifact = load_artifact(args.model)
     y, sr = load_audio(clip)
-    feats = extract_offline(y, sr)
-    embedder = MusicnnEmbedder(artifact.file("embedder"), num_threads=1)
-    patches = feats.mel_patches
-    emb = hold_embeddings(feats.patch_steps, embedder.embed(patches), feats.n_steps)
+    embedder = artifact.embedder(num_threads=1)
+    feats = extract_offline(y, sr, embedder)
+    patches, emb, steps = feats.mel_patches, feats.emb, list(feats.steps())
     n = feats.n_steps
 
     i = iter(range(10**9))
     patch_ms = median_ms(lambda: embedder.embed(patches[next(i) % len(patches)]), args.repeats // 4)
     runtime = MoodRuntime(artifact)
     for t in range(WINDOW_STEPS):  # fill every staggered state
-        runtime.step(feats.mfcc[t % n], feats.lld[t % n], emb[t % n])
+        runtime.push(steps[t % n])
     j = iter(range(10**9))
 
     def one_step() -> None:
-        t = next(j) % n
-        runtime.step(feats.mfcc[t], feats.lld[t], emb[t])
+        runtime.push(steps[next(j) % n])
 
     core_ms = median_ms(one_step, args.repeats)
 
-    from streammood.model.architecture import build_window_model
+    from streammood.training.architecture import build_window_model
     from streammood.training.train import load_members  # TensorFlow from here on
 
     members_layers = load_members(artifact)

@@ -23,12 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from streammood.features.layout import EMBED_EVERY, MEL_BANDS, MEL_PATCH_FRAMES  # noqa: E402
-from streammood.model.embedding import (  # noqa: E402
+from streammood.features.embedding import (  # noqa: E402
     MSD_MTT_TFLITE,
     MSD_MTT_VGG_TFLITE,
     MusicnnEmbedder,
 )
+from streammood.layout import EMBED_EVERY, MEL_BANDS, MEL_PATCH_FRAMES  # noqa: E402
 
 CHOICES = {
     "MSD": ("MSD",),
@@ -58,7 +58,7 @@ def real_patches(n: int) -> np.ndarray:
 
 def tflite_files(cache: Path) -> dict[str, Path]:
     """The shipped combined files and single-model files (built once into ``cache``)."""
-    from streammood.model.musicnn import build_embedder, export_tflite
+    from streammood.training.musicnn import build_embedder, export_tflite
 
     files = {"MSD+MTT": MSD_MTT_TFLITE, "MSD+MTT+VGG": MSD_MTT_VGG_TFLITE}
     for name in ("MSD", "MTT", "VGG"):
@@ -80,7 +80,7 @@ def main() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from streammood.model.musicnn import build_embedder
+    from streammood.training.musicnn import build_embedder
 
     patches = real_patches(16)
     files = tflite_files(ROOT / ".cache" / "musicnn-bench")

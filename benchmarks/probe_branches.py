@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    from streammood.model.artifact import load_artifact
+    from streammood.runtime.artifact import load_artifact
     from streammood.training.metrics import last_real_step
     from streammood.training.pipeline import load_dataset
 

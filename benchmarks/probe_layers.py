@@ -6,7 +6,7 @@ below it, the temporal max and mean of the 753-channel front + mid end (``pooled
 is wider and less specialised to the tagging task; the tag probabilities (50) are the narrowest.
 The wheel's VGG-like MSD tagger is another architecture trained on the same tags; its last pooled
 feature map (256 values) is what feeds its tag layer. This probe embeds every 4Q clip with the
-Keras ports (:func:`streammood.model.musicnn.load_musicnn`: MSD and MTT musicnn, MSD VGG) on
+Keras ports (:func:`streammood.training.musicnn.load_musicnn`: MSD and MTT musicnn, MSD VGG) on
 non-overlapping 3 s patches, caches the layers under ``.cache/musicnn-layers/`` (a model missing
 from a cached clip is added to it), and per clip pools the patches (mean, or mean and std) →
 standardise → logistic regression.
@@ -36,7 +36,7 @@ from probe_musicnn import log_mel, patches, read_clips  # noqa: E402
 from probe_pooled import mean_sd, probe  # noqa: E402
 
 from streammood.datasets.splits import split_by_group  # noqa: E402
-from streammood.features.layout import MEL_PATCH_FRAMES  # noqa: E402
+from streammood.layout import MEL_PATCH_FRAMES  # noqa: E402
 
 LAYERS = {
     "MSD": ("embedding", "pooled", "tags"),
@@ -49,7 +49,7 @@ CS = (0.001, 0.003, 0.01)
 
 def embed_all(clips, cache: Path) -> dict[str, dict[str, np.ndarray]]:
     """Per song: ``{"MSD/embedding": (k, 200), "MSD/pooled": (k, 1506), ...}`` over its patches."""
-    from streammood.model.musicnn import load_musicnn
+    from streammood.training.musicnn import load_musicnn
 
     models = {}
     out = {}

@@ -33,14 +33,14 @@ from sklearn.preprocessing import StandardScaler
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from streammood.features.layout import (  # noqa: E402
+from streammood.features.embedding import MSD_MTT_TFLITE, MusicnnEmbedder  # noqa: E402
+from streammood.layout import (  # noqa: E402
     MEL_BANDS,
     MEL_HOP,
     MEL_N_FFT,
     MEL_PATCH_FRAMES,
     MEL_RATE,
 )
-from streammood.model.embedding import MSD_MTT_TFLITE, MusicnnEmbedder  # noqa: E402
 
 HOPS = {"2s": 125, "3s": MEL_PATCH_FRAMES}
 """Patch hops in mel frames: 2 s (125 frames of 16 ms) and 3 s (non-overlapping)."""

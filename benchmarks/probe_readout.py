@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from probe_pooled import cv_macro_f1, feature_stats, load_seen, mean_sd  # noqa: E402
 
 from streammood.datasets.csvtable import read_csv_rows  # noqa: E402
-from streammood.model.labels import QUADRANTS  # noqa: E402
+from streammood.runtime.labels import QUADRANTS  # noqa: E402
 
 AROUSAL = np.array([q in ("AP", "AN") for q in QUADRANTS])
 """Per quadrant: high arousal."""

@@ -173,7 +173,7 @@ def _open_live(
     from streammood.audio.sources import open_source
     from streammood.bus.embedded import ensure_redis
     from streammood.bus.keys import validate_source
-    from streammood.model.artifact import load_artifact
+    from streammood.runtime.artifact import load_artifact
 
     sid = validate_source(source_id or _default_source_id(device, file))
     artifact = load_artifact(model)
@@ -208,6 +208,7 @@ def listen(
     from streammood.bus.publisher import MoodPublisher
     from streammood.bus.subscriber import mood_line
     from streammood.workers.listen import run_listen
+    from streammood.workers.tagging import MoodStage, feature_stage
 
     _setup_logging(verbose)
     err = _stderr()
@@ -235,7 +236,13 @@ def listen(
         typer.echo(mood_line(msg) + trouble)
 
     try:
-        stats = run_listen(source, artifact, sid, publisher, duration=duration, on_message=show)
+        with source:
+            features = feature_stage(artifact, source.sample_rate)
+            with features:
+                mood = MoodStage(artifact, sid)
+                stats = run_listen(
+                    source, features, mood, publisher, duration=duration, on_message=show
+                )
     finally:
         pub = publisher.close(timeout=10.0)
         endpoint.close()
@@ -263,6 +270,7 @@ def capture(
     """Capture audio and publish feature frames to Redis for 'infer' workers."""
     from streammood.bus.publisher import FramePublisher
     from streammood.workers.capture import run_capture
+    from streammood.workers.tagging import feature_stage
 
     _setup_logging(verbose)
     err = _stderr()
@@ -272,7 +280,10 @@ def capture(
     err.print(f"streammood: capturing {source.name} as '{sid}' → {prefix}:frames:{sid}")
     publisher = FramePublisher(endpoint.url, prefix, metrics_id=f"capture-{sid}"[:64])
     try:
-        sent = run_capture(source, artifact, sid, publisher, duration=duration)
+        with source, feature_stage(artifact, source.sample_rate) as features:
+            sent = run_capture(
+                source, features, artifact.embedder_id, sid, publisher, duration=duration
+            )
     finally:
         pub = publisher.close(timeout=10.0)
     err.print(f"streammood: {sent} frames captured, {pub.published} written, {pub.dropped} dropped")
@@ -297,7 +308,7 @@ def infer(
     from streammood.bus.embedded import ensure_redis
     from streammood.bus.publisher import MoodPublisher
     from streammood.bus.subscriber import mood_line
-    from streammood.model.artifact import load_artifact
+    from streammood.runtime.artifact import load_artifact
     from streammood.workers.infer import run_infer
 
     _setup_logging(verbose)
@@ -344,7 +355,7 @@ def analyze(
     """Offline mood timeline of audio files (same features and model as 'listen'; no Redis)."""
     from pathlib import Path
 
-    from streammood.model.artifact import load_artifact
+    from streammood.runtime.artifact import load_artifact
     from streammood.training.plots import plot_trajectory
     from streammood.workers.analyze import analyze_files, write_timelines
 
@@ -424,7 +435,7 @@ def train(
     import json
     from pathlib import Path
 
-    from streammood.model.architecture import ModelConfig
+    from streammood.training.architecture import ModelConfig
     from streammood.training.pipeline import run_train
     from streammood.training.train import TrainConfig
 

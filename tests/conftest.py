@@ -265,7 +265,7 @@ SHIPPED_MODEL = ROOT / "models" / "streammood-4q"
 @pytest.fixture(scope="session")
 def shipped_model():
     """The shipped model artifact (loaded and checked)."""
-    from streammood.model.artifact import load_artifact
+    from streammood.runtime.artifact import load_artifact
 
     if not (SHIPPED_MODEL / "manifest.json").is_file():
         pytest.skip(f"no shipped model at {SHIPPED_MODEL} (run the training command in its card)")

@@ -16,7 +16,7 @@ from fractions import Fraction
 import numpy as np
 
 from streammood.audio.resample import StreamingResampler
-from streammood.features.layout import (
+from streammood.layout import (
     MFCC_RATE,
     MFCC_STEP_SAMPLES,
     SMILE_RATE,
@@ -70,7 +70,7 @@ class Framer:
     -----
     Steps come out as soon as both resampled streams hold a whole step, i.e. about 30–80 ms of
     resampler delay after the input that completes it (none at 22 050 Hz for the MFCC path).
-    :meth:`flush` releases the rest; a trailing partial step is not a step, but its resampled
+    :meth:`finish` releases the rest; a trailing partial step is not a step, but its resampled
     16 kHz samples stay readable with :meth:`pending16` (audio-driven consumers such as openSMILE
     are fed ahead of the steps).
     """
@@ -85,7 +85,7 @@ class Framer:
         self._buf16 = np.zeros(0, np.float32)
         self._n_in = 0
         self._seq = 0
-        self._flushed = False
+        self._finished = False
 
     @property
     def samples_in(self) -> int:
@@ -100,7 +100,7 @@ class Framer:
     def pending16(self) -> np.ndarray:
         """The 16 kHz samples already resampled after the last emitted step.
 
-        Before :meth:`flush`: the start of the next step(s), not yet emitted. After it: the
+        Before :meth:`finish`: the start of the next step(s), not yet emitted. After it: the
         leftover after the last whole step (the trailing partial step plus the resampler's
         rounding). A view: copy it to keep it.
 
@@ -113,28 +113,32 @@ class Framer:
 
     def push(self, block: np.ndarray) -> list[Step]:
         """Feed ``(n,)`` float32 samples at ``input_rate``; return the steps completed (or none)."""
-        if self._flushed:
-            raise RuntimeError("Framer.push() after flush()")
+        if self._finished:
+            raise RuntimeError("Framer.push() after finish()")
         x = np.ascontiguousarray(block, dtype=np.float32)
         if x.ndim != 1:
             raise ValueError(f"expected a mono (n,) block, got shape {x.shape}")
         if x.size == 0:
             return []
         self._n_in += x.size
-        self._buf22 = _append(self._buf22, self._rs22.process(x))
-        self._buf16 = _append(self._buf16, self._rs16.process(x))
+        self._buf22 = _append(self._buf22, self._rs22.push(x))
+        self._buf16 = _append(self._buf16, self._rs16.push(x))
         return self._emit(n_steps(self._n_in, self.input_rate), pad=False)
 
-    def flush(self) -> list[Step]:
+    def finish(self) -> list[Step]:
         """End of stream: return the remaining whole steps; further pushes are an error.
 
         The leftover after the last whole step stays readable with :meth:`pending16`."""
-        if self._flushed:
+        if self._finished:
             return []
-        self._flushed = True
-        self._buf22 = _append(self._buf22, self._rs22.flush())
-        self._buf16 = _append(self._buf16, self._rs16.flush())
+        self._finished = True
+        self._buf22 = _append(self._buf22, self._rs22.finish())
+        self._buf16 = _append(self._buf16, self._rs16.finish())
         return self._emit(n_steps(self._n_in, self.input_rate), pad=True)
+
+    def close(self) -> None:
+        """Abandon the stream (further pushes are an error; nothing to release)."""
+        self._finished = True
 
     def _emit(self, complete: int, pad: bool) -> list[Step]:
         steps: list[Step] = []
@@ -160,7 +164,7 @@ class Framer:
 
 
 def frame_blocks(blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[Step]:
-    """Run a :class:`Framer` over an iterable of mono blocks (e.g. an ``AudioSource``), flushing
+    """Run a :class:`Framer` over an iterable of mono blocks (e.g. an ``AudioSource``), finishing
     at the end.
 
     Parameters
@@ -178,7 +182,7 @@ def frame_blocks(blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[Ste
     framer = Framer(sample_rate)
     for block in blocks:
         yield from framer.push(block)
-    yield from framer.flush()
+    yield from framer.finish()
 
 
 def frame_signal(y: np.ndarray, sr: int) -> list[Step]:
@@ -197,7 +201,7 @@ def frame_signal(y: np.ndarray, sr: int) -> list[Step]:
         ``floor(n / (sr * 0.5))`` steps.
     """
     framer = Framer(sr)
-    return framer.push(y) + framer.flush()
+    return framer.push(y) + framer.finish()
 
 
 def _append(buf: np.ndarray, new: np.ndarray) -> np.ndarray:

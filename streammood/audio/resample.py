@@ -14,10 +14,11 @@ QUALITY = "HQ"
 class StreamingResampler:
     """Resample a mono stream block by block.
 
-    The concatenated output of any sequence of :meth:`process` calls followed by :meth:`flush`
+    The concatenated output of any sequence of :meth:`push` calls followed by :meth:`finish`
     equals :func:`resample` of the concatenated input (bit-exactly, tested), and has
     ``round(n_in * out_rate / in_rate)`` samples (±1). Output lags input by soxr's filter delay
-    (about 30–80 ms) until :meth:`flush`.
+    (about 30–80 ms) until :meth:`finish`. A :class:`~streammood.stage.Stage` over samples:
+    it returns arrays, not lists.
 
     Parameters
     ----------
@@ -37,12 +38,12 @@ class StreamingResampler:
                 self.in_rate, self.out_rate, 1, dtype="float32", quality=QUALITY
             )
         )
-        self._flushed = False
+        self._finished = False
 
-    def process(self, block: np.ndarray) -> np.ndarray:
+    def push(self, block: np.ndarray) -> np.ndarray:
         """Feed ``(n,)`` samples at ``in_rate``; return the ``(m,)`` float32 samples now ready."""
-        if self._flushed:
-            raise RuntimeError("StreamingResampler.process() after flush()")
+        if self._finished:
+            raise RuntimeError("StreamingResampler.push() after finish()")
         x = np.ascontiguousarray(block, dtype=np.float32)
         if x.ndim != 1:
             raise ValueError(f"expected a mono (n,) block, got shape {x.shape}")
@@ -50,14 +51,18 @@ class StreamingResampler:
             return x.copy()
         return self._stream.resample_chunk(x)
 
-    def flush(self) -> np.ndarray:
+    def finish(self) -> np.ndarray:
         """End of stream: return the samples still held back by the filter delay."""
-        if self._flushed:
+        if self._finished:
             return np.zeros(0, np.float32)
-        self._flushed = True
+        self._finished = True
         if self._stream is None:
             return np.zeros(0, np.float32)
         return self._stream.resample_chunk(np.zeros(0, np.float32), last=True)
+
+    def close(self) -> None:
+        """Drop the stream (nothing to release: soxr holds no thread)."""
+        self._finished = True
 
 
 def resample(y: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:

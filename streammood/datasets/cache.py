@@ -4,7 +4,7 @@ A cache entry is one ``.npz`` per clip under ``root`` (default ``.cache/features
 SHA-256 key over
 
 - the audio file's **content** (not its name or mtime),
-- :data:`streammood.features.layout.FEATURE_VERSION`,
+- :data:`streammood.layout.FEATURE_VERSION`,
 - the pretrained embedder model file's content (``"none"`` without one),
 
 so changing the audio, the feature code (bump the version) or the embedder invalidates it. Entries
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from streammood.errors import StreammoodError
-from streammood.features.layout import FEATURE_VERSION, MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.layout import FEATURE_VERSION, MFCC_FRAMES, N_LLD_STATS, N_MFCC
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,9 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def default_embedder_model() -> Path | None:
-    """The product's pretrained embedder (:data:`~streammood.model.embedding.DEFAULT_TFLITE`),
+    """The product's pretrained embedder (:data:`~streammood.features.embedding.DEFAULT_TFLITE`),
     or None when it is not there."""
-    from streammood.model.embedding import DEFAULT_TFLITE
+    from streammood.features.embedding import DEFAULT_TFLITE
 
     return DEFAULT_TFLITE if DEFAULT_TFLITE.is_file() else None
 
@@ -203,7 +203,7 @@ def _init_worker(embedder_model: str | None) -> None:
     global _embedder
     _embedder = None
     if embedder_model is not None:
-        from streammood.model.embedding import MusicnnEmbedder
+        from streammood.features.embedding import MusicnnEmbedder
 
         _embedder = MusicnnEmbedder(embedder_model, num_threads=1)
 
@@ -219,8 +219,8 @@ def compute_clip(path: str | Path, embedder=None) -> ClipFeatures:
         Pretrained embedder; None gives ``D == 0`` embeddings.
     """
     from streammood.audio.decode import load_audio
+    from streammood.features.embedding import hold_embeddings
     from streammood.features.extractor import extract_offline
-    from streammood.model.inputs import hold_embeddings
 
     y, sr = load_audio(path)
     fs = extract_offline(y, sr)

@@ -45,8 +45,8 @@ from streammood.datasets.cache import FeatureCache, extract_clips
 from streammood.datasets.csvtable import read_csv_rows
 from streammood.datasets.windows import Window, make_window
 from streammood.errors import StreammoodError
-from streammood.features.layout import STEP_SECONDS, WINDOW_STEPS
-from streammood.model.labels import quadrant_index
+from streammood.layout import STEP_SECONDS, WINDOW_STEPS
+from streammood.runtime.labels import quadrant_index
 
 log = logging.getLogger(__name__)
 

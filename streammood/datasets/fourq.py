@@ -6,7 +6,7 @@ Layout::
     DIR/annotations.csv               Song,Quadrant          (Q1..Q4)
     DIR/metadata.csv                  Song,Artist,...        (optional: split groups by artist)
 
-4Q's quadrants map to :data:`streammood.model.labels.QUADRANTS` as Q1 = AP, Q2 = AN, Q3 = PN,
+4Q's quadrants map to :data:`streammood.runtime.labels.QUADRANTS` as Q1 = AP, Q2 = AN, Q3 = PN,
 Q4 = PP. Each clip gives one window of its first 60 steps (padded by repeating the last step when
 shorter; see :mod:`streammood.datasets.windows`).
 """
@@ -20,7 +20,7 @@ from streammood.datasets.cache import FeatureCache, extract_clips
 from streammood.datasets.csvtable import read_csv_rows
 from streammood.datasets.windows import Window, make_window
 from streammood.errors import StreammoodError
-from streammood.model.labels import QUADRANTS
+from streammood.runtime.labels import QUADRANTS
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streammood.datasets.cache import ClipFeatures
-from streammood.features.layout import WINDOW_STEPS
+from streammood.layout import WINDOW_STEPS
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Window:
     emb : np.ndarray
         ``(60, D)`` float32 pretrained embeddings, held between patches.
     label : int or None
-        Quadrant index into :data:`streammood.model.labels.QUADRANTS`, or None when unknown.
+        Quadrant index into :data:`streammood.runtime.labels.QUADRANTS`, or None when unknown.
     va : np.ndarray or None
         ``(2,)`` (song-level) or ``(60, 2)`` (per step) float32 ``(valence, arousal)`` in
         ``[-1, 1]``, or None when the data set has none (4Q).

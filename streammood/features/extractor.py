@@ -1,44 +1,50 @@
-"""The per-step feature extractor: streaming (step by step) and offline (whole signal), equal.
+"""Audio → model inputs, the one feature stage: streaming (step by step) and offline (whole
+signal), equal.
 
-Per 500 ms step: an MFCC block ``(21, 20)`` (:mod:`~streammood.features.mfcc`), 260 openSMILE LLD
-statistics (:mod:`~streammood.features.smile`) and, every :data:`EMBED_EVERY` steps, a musicnn mel
-patch ``(187, 96)`` (:mod:`~streammood.features.mel`). :class:`StreamingExtractor` takes audio
+Per 500 ms step (:class:`ModelInputs`): an MFCC block ``(21, 20)``
+(:mod:`~streammood.features.mfcc`), 260 openSMILE LLD statistics
+(:mod:`~streammood.features.smile`) and the pretrained embedding ``(D,)``
+(:mod:`~streammood.features.embedding`) of the musicnn mel patch (:mod:`~streammood.features.mel`)
+taken every :data:`EMBED_EVERY` steps and held in between. :class:`StreamingExtractor` takes audio
 blocks as they arrive (it frames them itself and writes audio to openSMILE ahead of the steps, so
-a step's features come out ~150-200 ms after its end); :func:`extract_offline` takes a whole
-signal, frames it with the same framer (same resampler), gives openSMILE the same input and
-computes every step at once; :func:`extract_stream` runs the live path over an iterable of blocks.
+a step comes out ~150-200 ms after its end); :func:`extract_offline` takes a whole signal, frames
+it with the same framer (same resampler), gives openSMILE the same input and computes every step
+at once; :func:`extract_stream` runs the live path over an iterable of blocks. Nothing else in
+streammood puts model inputs together.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from streammood.audio.framer import Framer, Step
-from streammood.features.layout import (
-    EMBED_EVERY,
+from streammood.features.embedding import MusicnnEmbedder, hold_embeddings
+from streammood.features.mel import MelPatcher, mel_patches_offline
+from streammood.features.mfcc import mfcc_block, mfcc_offline
+from streammood.features.smile import StreamingSmile, lld_names, lld_offline
+from streammood.layout import (
     MEL_BANDS,
     MEL_PATCH_FRAMES,
     MFCC_FRAMES,
     MFCC_HISTORY,
+    MFCC_STEP_SAMPLES,
     N_LLD_STATS,
     N_MFCC,
     SMILE_STEP_SAMPLES,
     STEP_SECONDS,
 )
-from streammood.features.mel import MelPatcher, mel_patches_offline
-from streammood.features.mfcc import mfcc_block, mfcc_offline
-from streammood.features.smile import StreamingSmile, lld_names, lld_offline
 
-__all__ = ["StepFeatures", "StreamingExtractor", "FeatureSet", "extract_offline", "extract_stream"]
+__all__ = ["ModelInputs", "StreamingExtractor", "FeatureSet", "extract_offline", "extract_stream"]
 
 
 @dataclass(frozen=True)
-class StepFeatures:
-    """Features of one 500 ms step.
+class ModelInputs:
+    """Everything the model needs for one 500 ms step (what a feature frame on the bus carries).
 
     Attributes
     ----------
@@ -50,65 +56,85 @@ class StepFeatures:
         ``(21, 20)`` float32, frames x coefficients.
     lld : np.ndarray
         ``(260,)`` float32 openSMILE statistics, named by :func:`lld_names`.
+    emb : np.ndarray
+        ``(D,)`` float32 pretrained embedding, held between patches (``D == 0`` without an
+        embedder).
     mel_patch : np.ndarray or None
         ``(187, 96)`` float32 musicnn input ending at ``t_end`` when ``seq % EMBED_EVERY == 0``,
-        else None.
+        else None (kept for the ``features`` archive; frames do not carry it).
     """
 
     seq: int
     t_start: float
     t_end: float
     mfcc: np.ndarray
-    lld: np.ndarray | None
+    lld: np.ndarray
+    emb: np.ndarray
     mel_patch: np.ndarray | None = None
 
 
 class StreamingExtractor:
-    """Audio blocks in, per-step features out, keeping only the history each feature needs.
+    """Audio blocks in, :class:`ModelInputs` out, keeping only the history each feature needs.
 
-    Owns a :class:`~streammood.audio.framer.Framer`. Each :meth:`push` frames the block,
-    computes the MFCC block and mel patch of the steps it completes, and writes to openSMILE
-    every 16 kHz sample resampled so far, including the start of the next step. A step's LLD
-    statistics are final once ~150 ms of the following audio has reached openSMILE
+    A :class:`~streammood.stage.Stage` that owns everything it runs: a
+    :class:`~streammood.audio.framer.Framer`, an openSMILE engine (its own thread) and, with an
+    embedder, one ``streammood-musicnn`` thread. Each :meth:`push` frames the block, computes
+    the MFCC block and mel patch of the steps it completes, hands a patch to the musicnn thread
+    at once (LiteRT releases the GIL, so the embedding is computed while the step's LLD
+    statistics still wait for openSMILE's look-ahead) and writes to openSMILE every 16 kHz sample
+    resampled so far, including the start of the next step. A step's LLD statistics are final
+    once ~150 ms of the following audio has reached openSMILE
     (:data:`~streammood.features.smile.SETTLE_SAMPLES`), so with small blocks (≤ 100 ms) a step
     comes out about 150–200 ms after its end, not a whole step later. :meth:`finish` returns the
-    rest. One instance per stream; instances are independent.
+    rest and stops both threads; :meth:`close` stops them without collecting. One instance per
+    stream.
 
     Parameters
     ----------
     input_rate : int
         Sample rate of the blocks pushed, Hz.
-    on_patch : callable, optional
-        Called with ``(seq, mel_patch)`` as soon as a step's mel patch exists — while its LLD
-        statistics still wait for openSMILE's look-ahead — so a consumer can start work on it
-        early (the live path runs musicnn in that time). The patch also comes with the step.
+    embedder : MusicnnEmbedder, optional
+        The pretrained embedding; this stage then calls it from its own thread only. Without
+        one, ``emb`` is ``(0,)``.
 
     Examples
     --------
-    >>> with StreamingExtractor(44_100) as ex:
+    >>> with StreamingExtractor(44_100, MusicnnEmbedder(path)) as ex:
     ...     for block in source:
-    ...         for feats in ex.push(block):
-    ...             publish(feats)
+    ...         for inputs in ex.push(block):
+    ...             publish(inputs)
     ...     rest = ex.finish()
     """
 
-    def __init__(
-        self, input_rate: int, on_patch: Callable[[int, np.ndarray], None] | None = None
-    ) -> None:
+    def __init__(self, input_rate: int, embedder: MusicnnEmbedder | None = None) -> None:
         self.framer = Framer(input_rate)
-        self._on_patch = on_patch
         self._history = np.zeros(MFCC_HISTORY, np.float32)
         self._mel = MelPatcher()
-        self._smile = StreamingSmile()
-        self._pending: deque[StepFeatures] = deque()
+        self._embedder = embedder
+        self._held = np.zeros(embedder.dim if embedder is not None else 0, np.float32)
+        self._ahead: dict[int, Future[np.ndarray]] = {}
+        self._pending: deque[ModelInputs] = deque()
         self._lld: dict[int, np.ndarray] = {}
         self._written = 0
         self._finished = False
+        # warm up before audio flows: the first MFCC block loads librosa's tables (~0.6 s) and the
+        # first musicnn call sets its interpreter up (~0.1 s); neither may delay step 0
+        mfcc_block(np.zeros(MFCC_HISTORY, np.float32), np.zeros(MFCC_STEP_SAMPLES, np.float32))
+        self._musicnn: ThreadPoolExecutor | None = None
+        if embedder is not None:
+            embedder.embed(np.zeros((MEL_PATCH_FRAMES, MEL_BANDS), np.float32))
+            self._musicnn = ThreadPoolExecutor(1, thread_name_prefix="streammood-musicnn")
+        self._smile = StreamingSmile()
 
     @property
     def input_rate(self) -> int:
         """Sample rate of the blocks pushed, Hz."""
         return self.framer.input_rate
+
+    @property
+    def emb_dim(self) -> int:
+        """Embedding size ``D`` of the steps (0 without an embedder)."""
+        return int(self._held.size)
 
     @property
     def samples_in(self) -> int:
@@ -120,38 +146,43 @@ class StreamingExtractor:
         """16 kHz samples written to openSMILE so far."""
         return self._written
 
-    def push(self, block: np.ndarray) -> list[StepFeatures]:
+    def push(self, block: np.ndarray) -> list[ModelInputs]:
         """Add ``(n,)`` float32 mono samples at :attr:`input_rate` (any length); return the steps
-        whose features are now complete, in ``seq`` order."""
+        whose inputs are now complete, in ``seq`` order."""
         if self._finished:
-            raise RuntimeError("StreamingExtractor.push after finish()")
+            raise RuntimeError("StreamingExtractor.push after finish() or close()")
         steps = self.framer.push(block)
         self._take(self._smile.push(self._add(steps)))
         return self._release()
 
-    def finish(self) -> list[StepFeatures]:
-        """End of stream: the remaining whole steps.
+    def finish(self) -> list[ModelInputs]:
+        """End of stream: the remaining whole steps; then both threads are stopped.
 
         openSMILE also gets the audio after the last whole step (as :func:`extract_offline`
         does), so the last step's frames are the same in both paths; that tail is no step."""
         if self._finished:
             return []
-        self._finished = True
-        steps = self.framer.flush()
-        y16 = self._add(steps)
-        done = self._smile.push(y16) if y16.size else []
-        self._take(done + self._smile.finish())
-        n = self.framer.steps_out
-        self._lld = {seq: v for seq, v in self._lld.items() if seq < n}
-        out = self._release()
-        if self._pending:  # pragma: no cover - openSMILE returns every whole step at EOI
-            raise RuntimeError(f"openSMILE gave no statistics for step {self._pending[0].seq}")
-        return out
+        try:
+            steps = self.framer.finish()
+            y16 = self._add(steps)
+            done = self._smile.push(y16) if y16.size else []
+            self._take(done + self._smile.finish())
+            n = self.framer.steps_out
+            self._lld = {seq: v for seq, v in self._lld.items() if seq < n}
+            out = self._release()
+            if self._pending:  # pragma: no cover - openSMILE returns every whole step at EOI
+                raise RuntimeError(f"openSMILE gave no statistics for step {self._pending[0].seq}")
+            return out
+        finally:
+            self.close()
 
     def close(self) -> None:
-        """Stop openSMILE without collecting (an abandoned stream)."""
+        """Stop openSMILE and the musicnn thread without collecting (idempotent)."""
         self._finished = True
         self._smile.close()
+        if self._musicnn is not None:
+            self._musicnn.shutdown(wait=True, cancel_futures=True)
+        self._ahead.clear()
 
     def __enter__(self) -> StreamingExtractor:
         return self
@@ -160,19 +191,21 @@ class StreamingExtractor:
         self.close()
 
     def _add(self, steps: list[Step]) -> np.ndarray:
-        """Compute MFCC and mel patch of new steps, queue them; return the 16 kHz audio not yet
-        written to openSMILE (the unwritten part of the steps, then the framer's pending
-        samples)."""
+        """Compute MFCC and mel patch of new steps, queue them (a patch also goes to the musicnn
+        thread); return the 16 kHz audio not yet written to openSMILE (the unwritten part of the
+        steps, then the framer's pending samples)."""
         parts = []
         for step in steps:
             y22 = np.asarray(step.y22, np.float32)
             mfcc = mfcc_block(self._history, y22)
             self._history = y22[-MFCC_HISTORY:].copy()
-            self._mel.push(step.y16)
-            patch = self._mel.patch() if step.seq % EMBED_EVERY == 0 else None
-            if patch is not None and self._on_patch is not None:
-                self._on_patch(step.seq, patch)
-            feats = StepFeatures(step.seq, step.t_start, step.t_end, mfcc, None, patch)
+            patch = None
+            for _, patch in self._mel.push(step.y16):
+                if self._musicnn is not None:
+                    self._ahead[step.seq] = self._musicnn.submit(self._embedder.embed, patch)
+            feats = ModelInputs(
+                step.seq, step.t_start, step.t_end, mfcc, _NO_LLD, self._held, patch
+            )
             self._pending.append(feats)
             parts.append(self._claim(step.y16, step.seq * SMILE_STEP_SAMPLES))
         ahead = self.framer.pending16()
@@ -193,18 +226,25 @@ class StreamingExtractor:
         for seq, lld in done:
             self._lld[seq] = lld
 
-    def _release(self) -> list[StepFeatures]:
-        """Pending steps, oldest first, as long as their LLD statistics have arrived."""
+    def _release(self) -> list[ModelInputs]:
+        """Pending steps, oldest first, as long as their LLD statistics have arrived; each takes
+        the embedding of its patch (waiting for the musicnn thread) or the one held before."""
         out = []
         while self._pending and self._pending[0].seq in self._lld:
             head = self._pending.popleft()
-            out.append(replace(head, lld=self._lld.pop(head.seq)))
+            if (ahead := self._ahead.pop(head.seq, None)) is not None:
+                self._held = ahead.result()
+            out.append(replace(head, lld=self._lld.pop(head.seq), emb=self._held))
         return out
+
+
+_NO_LLD = np.zeros(0, np.float32)
+"""Placeholder of a step whose LLD statistics openSMILE has not returned yet."""
 
 
 @dataclass
 class FeatureSet:
-    """Every step's features of one clip or stream.
+    """Every step's model inputs of one clip or stream, as arrays.
 
     Attributes
     ----------
@@ -212,6 +252,9 @@ class FeatureSet:
         ``(n, 21, 20)`` float32.
     lld : np.ndarray
         ``(n, 260)`` float32.
+    emb : np.ndarray
+        ``(n, D)`` float32 pretrained embeddings, held between patches (``D == 0`` without an
+        embedder).
     t_start : np.ndarray
         ``(n,)`` float64 step start times, seconds.
     seq : np.ndarray
@@ -226,6 +269,7 @@ class FeatureSet:
 
     mfcc: np.ndarray
     lld: np.ndarray
+    emb: np.ndarray
     t_start: np.ndarray
     seq: np.ndarray
     patch_steps: np.ndarray
@@ -236,29 +280,56 @@ class FeatureSet:
     def n_steps(self) -> int:
         return int(self.mfcc.shape[0])
 
+    def steps(self) -> Iterator[ModelInputs]:
+        """The steps one by one, as the streaming extractor gives them (without mel patches)."""
+        for i in range(self.n_steps):
+            t = float(self.t_start[i])
+            yield ModelInputs(
+                int(self.seq[i]), t, t + STEP_SECONDS, self.mfcc[i], self.lld[i], self.emb[i]
+            )
+
     @classmethod
-    def from_steps(cls, steps: Sequence[StepFeatures]) -> FeatureSet:
-        """Stack :class:`StepFeatures` (in order) into arrays."""
+    def from_steps(cls, steps: Sequence[ModelInputs], emb_dim: int = 0) -> FeatureSet:
+        """Stack :class:`ModelInputs` (in order) into arrays (``emb_dim`` sizes an empty set)."""
         n = len(steps)
         with_patch = [s for s in steps if s.mel_patch is not None]
+
+        def stack(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+            if not arrays:
+                return np.zeros((0, *shape), np.float32)
+            return np.stack(arrays).astype(np.float32, copy=False)
+
+        return (
+            cls(
+                mfcc=stack([s.mfcc for s in steps], (MFCC_FRAMES, N_MFCC)),
+                lld=stack([s.lld for s in steps], (N_LLD_STATS,)),
+                emb=stack([s.emb for s in steps], (emb_dim,)),
+                t_start=np.array([s.t_start for s in steps], np.float64),
+                seq=np.array([s.seq for s in steps], np.int64),
+                patch_steps=np.array([s.seq for s in with_patch], np.int64),
+                mel_patches=stack([s.mel_patch for s in with_patch], (MEL_PATCH_FRAMES, MEL_BANDS)),
+            )
+            if n
+            else cls.empty(emb_dim)
+        )
+
+    @classmethod
+    def empty(cls, emb_dim: int = 0) -> FeatureSet:
+        """No steps (a signal shorter than one step)."""
         return cls(
-            mfcc=np.stack([s.mfcc for s in steps]).astype(np.float32, copy=False)
-            if n
-            else np.zeros((0, MFCC_FRAMES, N_MFCC), np.float32),
-            lld=np.stack([s.lld for s in steps]).astype(np.float32, copy=False)
-            if n
-            else np.zeros((0, N_LLD_STATS), np.float32),
-            t_start=np.array([s.t_start for s in steps], np.float64),
-            seq=np.array([s.seq for s in steps], np.int64),
-            patch_steps=np.array([s.seq for s in with_patch], np.int64),
-            mel_patches=np.stack([s.mel_patch for s in with_patch]).astype(np.float32, copy=False)
-            if with_patch
-            else np.zeros((0, MEL_PATCH_FRAMES, MEL_BANDS), np.float32),
+            mfcc=np.zeros((0, MFCC_FRAMES, N_MFCC), np.float32),
+            lld=np.zeros((0, N_LLD_STATS), np.float32),
+            emb=np.zeros((0, emb_dim), np.float32),
+            t_start=np.zeros(0, np.float64),
+            seq=np.zeros(0, np.int64),
+            patch_steps=np.zeros(0, np.int64),
+            mel_patches=np.zeros((0, MEL_PATCH_FRAMES, MEL_BANDS), np.float32),
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays by name, as written to ``.npz`` (``lld_names`` as a ``(260,)`` str array)."""
-        return {
+        """The arrays by name, as written to ``.npz`` (``lld_names`` as a ``(260,)`` str array;
+        ``emb`` only when there is an embedding)."""
+        out = {
             "mfcc": self.mfcc,
             "lld": self.lld,
             "lld_names": np.array(self.lld_names),
@@ -267,14 +338,18 @@ class FeatureSet:
             "patch_steps": self.patch_steps,
             "mel_patches": self.mel_patches,
         }
+        if self.emb.shape[-1]:
+            out["emb"] = self.emb
+        return out
 
 
-def extract_offline(y: np.ndarray, sr: int) -> FeatureSet:
-    """Features of a whole signal, equal to streaming it through :class:`StreamingExtractor`.
+def extract_offline(y: np.ndarray, sr: int, embedder: MusicnnEmbedder | None = None) -> FeatureSet:
+    """Model inputs of a whole signal, equal to streaming it through :class:`StreamingExtractor`.
 
     Frames the signal with the same :class:`~streammood.audio.framer.Framer` (same resampler)
     and gives openSMILE the same input as the live path: every 16 kHz sample, including the
-    leftover after the last whole step, then end of input.
+    leftover after the last whole step, then end of input. The patches are embedded in one
+    batch and held between patch steps (:func:`~streammood.features.embedding.hold_embeddings`).
 
     Parameters
     ----------
@@ -282,6 +357,8 @@ def extract_offline(y: np.ndarray, sr: int) -> FeatureSet:
         ``(samples,)`` mono audio, any rate (resampled by the framer's resampler).
     sr : int
         Sample rate, Hz.
+    embedder : MusicnnEmbedder, optional
+        The pretrained embedding (without one, ``emb`` is ``(n, 0)``).
 
     Returns
     -------
@@ -291,18 +368,24 @@ def extract_offline(y: np.ndarray, sr: int) -> FeatureSet:
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"extract_offline needs mono (samples,) audio, got shape {y.shape}")
+    emb_dim = embedder.dim if embedder is not None else 0
     framer = Framer(sr)
-    steps = framer.push(y) + framer.flush()
+    steps = framer.push(y) + framer.finish()
     n = len(steps)
     if n == 0:
-        return FeatureSet.from_steps([])
+        return FeatureSet.empty(emb_dim)
     y22 = np.concatenate([s.y22 for s in steps])
     y16 = np.concatenate([s.y16 for s in steps])
     patch_steps, patches = mel_patches_offline(y16)
+    if embedder is None:
+        emb = np.zeros((n, 0), np.float32)
+    else:
+        emb = hold_embeddings(patch_steps, embedder.embed(patches), n)
     seq = np.arange(n, dtype=np.int64)
     return FeatureSet(
         mfcc=mfcc_offline(y22),
         lld=lld_offline(np.concatenate([y16, framer.pending16()]), n),
+        emb=emb,
         t_start=seq * STEP_SECONDS,
         seq=seq,
         patch_steps=patch_steps,
@@ -310,7 +393,9 @@ def extract_offline(y: np.ndarray, sr: int) -> FeatureSet:
     )
 
 
-def extract_stream(blocks: Iterable[np.ndarray], sr: int) -> FeatureSet:
+def extract_stream(
+    blocks: Iterable[np.ndarray], sr: int, embedder: MusicnnEmbedder | None = None
+) -> FeatureSet:
     """Run audio blocks through one :class:`StreamingExtractor` (the live path) and stack the
     result.
 
@@ -320,15 +405,17 @@ def extract_stream(blocks: Iterable[np.ndarray], sr: int) -> FeatureSet:
         ``(n,)`` mono float32 blocks at ``sr`` Hz, any lengths (e.g. an ``AudioSource``).
     sr : int
         Sample rate, Hz.
+    embedder : MusicnnEmbedder, optional
+        The pretrained embedding.
 
     Returns
     -------
     FeatureSet
         Equal to :func:`extract_offline` of the concatenated blocks (to float tolerance).
     """
-    out: list[StepFeatures] = []
-    with StreamingExtractor(sr) as ex:
+    out: list[ModelInputs] = []
+    with StreamingExtractor(sr, embedder) as ex:
         for block in blocks:
             out += ex.push(block)
         out += ex.finish()
-    return FeatureSet.from_steps(out)
+    return FeatureSet.from_steps(out, ex.emb_dim)

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
-from streammood.features.layout import (
+from streammood.layout import (
     EMBED_EVERY,
     MEL_BANDS,
     MEL_HOP,
@@ -91,24 +91,58 @@ def patch_steps(n_steps: int) -> np.ndarray:
 
 
 class MelPatcher:
-    """Rolling musicnn input: keeps the last 187 mel frames of a 16 kHz stream.
+    """Rolling musicnn input over a 16 kHz stream: the patch ending at every
+    ``EMBED_EVERY``-th step's end (a :class:`~streammood.stage.Stage`).
+
+    Keeps the last 187 mel frames. :meth:`push` takes audio of any length and returns
+    ``(seq, patch)`` for each patch step (``seq % EMBED_EVERY == 0``) whose end it reached; the
+    patch is the same however the audio was split into blocks.
 
     Examples
     --------
     >>> mp = MelPatcher()
-    >>> mp.push(step.y16)          # 8000 samples -> ~31 new frames
-    >>> x = mp.patch()             # (187, 96): the frames ending at the step's end
+    >>> mp.push(step0.y16)         # 8000 samples: step 0 ends -> [(0, (187, 96) patch)]
+    >>> mp.push(step1.y16)         # step 1 carries no patch -> []
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: the next sample is sample 0 of step 0."""
         self._tail = np.zeros(0, np.float32)  # samples from the next frame's start on
         self._frames = np.zeros((MEL_PATCH_FRAMES, MEL_BANDS), np.float32)
+        self._samples = 0
         self.n_frames = 0
         """Frames computed since the stream start."""
 
-    def push(self, y16: np.ndarray) -> None:
-        """Add audio (any length, 16 kHz) and compute the frames it completes."""
-        y = np.concatenate((self._tail, np.asarray(y16, dtype=np.float32)))
+    def push(self, y16: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Add ``(n,)`` samples at 16 kHz; return ``(seq, (187, 96) patch)`` of each patch step
+        completed, oldest first."""
+        y = np.asarray(y16, dtype=np.float32)
+        out = []
+        while y.size:
+            boundary = (self._samples // STEP_SAMPLES + 1) * STEP_SAMPLES
+            piece, y = y[: boundary - self._samples], y[boundary - self._samples :]
+            self._add(piece)
+            if (
+                self._samples == boundary
+                and (seq := boundary // STEP_SAMPLES - 1) % EMBED_EVERY == 0
+            ):
+                out.append((seq, self._frames.copy()))
+        return out
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        """End of stream: a partial step carries no patch, so nothing is left."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def _add(self, y16: np.ndarray) -> None:
+        """Compute the frames that ``y16`` (the next samples) completes."""
+        self._samples += y16.size
+        y = np.concatenate((self._tail, y16))
         new = log_mel_frames(y)
         if len(new):
             self._tail = y[len(new) * MEL_HOP :]
@@ -117,10 +151,6 @@ class MelPatcher:
             self._frames = keep[-MEL_PATCH_FRAMES:]
         else:
             self._tail = y
-
-    def patch(self) -> np.ndarray:
-        """``(187, 96)`` float32: the last 187 complete frames (zeros before the stream start)."""
-        return self._frames.copy()
 
 
 def mel_patches_offline(y16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

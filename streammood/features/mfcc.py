@@ -18,7 +18,7 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
-from streammood.features.layout import (
+from streammood.layout import (
     MFCC_FRAMES,
     MFCC_HISTORY,
     MFCC_HOP,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streammood.features.layout import N_LLD, N_LLD_STATS, SMILE_STEP_SAMPLES
+from streammood.layout import N_LLD, N_LLD_STATS, SMILE_STEP_SAMPLES
 
 __all__ = ["StreamingSmile", "lld_offline", "lld_names", "to_pcm16", "frame_names"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from streammood.model.labels import QUADRANTS
+from streammood.runtime.labels import QUADRANTS
 
 EMBEDDINGS = {
     200: "the penultimate layer of the MSD musicnn tagger",

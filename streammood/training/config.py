@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streammood.features.layout import EMBED_EVERY, FEATURE_VERSION
-from streammood.model.config import ModelConfig
+from streammood.layout import EMBED_EVERY, FEATURE_VERSION
+from streammood.training.modelconfig import ModelConfig
 
 FEATURES_NOTE = (
     f"feature layout v{FEATURE_VERSION}: per 500 ms step an MFCC block (21, 20), 260 openSMILE "

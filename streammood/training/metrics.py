@@ -1,9 +1,10 @@
 """Evaluation metrics for quadrant classifiers and valence–arousal regressors (pure numpy).
 
-Class order everywhere is :data:`streammood.model.labels.QUADRANTS` = ``("AP", "AN", "PP", "PN")``;
+Class order everywhere is :data:`streammood.runtime.labels.QUADRANTS`
+= ``("AP", "AN", "PP", "PN")``;
 confusion matrices have true classes in rows and predicted classes in columns, in that order.
 Valence and arousal live on ``[-1, 1]`` with the quadrant threshold at 0 (0 counts as negative /
-passive, as in :mod:`streammood.model.labels`).
+passive, as in :mod:`streammood.runtime.labels`).
 
 Every function returns plain Python values (``float``, ``int``, ``list``, ``dict``, ``None`` for an
 undefined figure), so the result goes straight into ``json.dumps``.
@@ -18,7 +19,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
 
-from streammood.model.labels import QUADRANTS, quadrant_index, va_from_probs
+from streammood.runtime.labels import QUADRANTS, quadrant_index, va_from_probs
 
 _N_CLASSES = len(QUADRANTS)
 _LABELS = list(range(_N_CLASSES))
@@ -242,7 +243,7 @@ def evaluation_report(
         regression (whose quadrant figures come from the signs of ``va_true``).
     va_true : np.ndarray, optional
         ``(N, 2)`` window valence–arousal in ``[-1, 1]``. Needed for regression; for a classifier
-        it adds a ``"va"`` block scoring :func:`~streammood.model.labels.va_from_probs`.
+        it adds a ``"va"`` block scoring :func:`~streammood.runtime.labels.va_from_probs`.
     y_true_steps : np.ndarray, optional
         ``(N, T)`` int per-step quadrant indices (values at padded steps are ignored).
     va_true_steps : np.ndarray, optional

@@ -19,8 +19,8 @@ from streammood.datasets.cache import FeatureCache
 from streammood.datasets.splits import member_folds, split_by_group
 from streammood.datasets.windows import stack_windows
 from streammood.errors import StreammoodError
-from streammood.model.artifact import ModelArtifact, load_artifact
-from streammood.model.labels import QUADRANTS, quadrant_index, va_from_probs
+from streammood.runtime.artifact import ModelArtifact, load_artifact
+from streammood.runtime.labels import QUADRANTS, quadrant_index, va_from_probs
 from streammood.training import metrics, plots
 from streammood.training.card import write_model_card
 from streammood.training.config import FEATURES_NOTE, TrainConfig

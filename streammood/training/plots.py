@@ -3,7 +3,7 @@
 Drawn with matplotlib's object API on the Agg canvas (``Figure`` + ``FigureCanvasAgg``), so this
 module touches neither pyplot's global state nor the default backend. Every function writes one
 PNG and returns its path. Class order and colours follow
-:data:`streammood.model.labels.QUADRANTS` = ``("AP", "AN", "PP", "PN")``.
+:data:`streammood.runtime.labels.QUADRANTS` = ``("AP", "AN", "PP", "PN")``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from streammood.errors import StreammoodError
-from streammood.model.labels import QUADRANTS
+from streammood.runtime.labels import QUADRANTS
 
 QUADRANT_COLOURS: dict[str, str] = {
     "AP": "#e69f00",  # active-positive: orange

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from streammood.features.layout import WINDOW_STEPS
 from streammood.features.smile import load_library
-from streammood.model.artifact import sha256_of, write_manifest
-from streammood.model.labels import QUADRANTS
+from streammood.layout import WINDOW_STEPS
+from streammood.runtime.artifact import sha256_of, write_manifest
+from streammood.runtime.labels import QUADRANTS
 from streammood.training.config import TrainConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,7 +35,7 @@ load_library()  # before TensorFlow (see its docstring)
 
 import keras  # noqa: E402  (after the log-level setting)
 
-from streammood.model.architecture import (  # noqa: E402
+from streammood.training.architecture import (  # noqa: E402
     ModelConfig,
     MoodLayers,
     NormStats,
@@ -232,7 +232,7 @@ def export_artifact(
     version: str,
     extra: dict[str, Any],
 ) -> Path:
-    """Write a model artifact folder (see :mod:`streammood.model.artifact`)."""
+    """Write a model artifact folder (see :mod:`streammood.runtime.artifact`)."""
     import tensorflow as tf
 
     out_dir = Path(out_dir)

@@ -16,11 +16,9 @@ import numpy as np
 from streammood.audio.decode import load_audio
 from streammood.errors import StreammoodError
 from streammood.features.extractor import extract_offline
-from streammood.model.artifact import ModelArtifact, load_artifact
-from streammood.model.embedding import MusicnnEmbedder
-from streammood.model.inputs import hold_embeddings
-from streammood.model.labels import QUADRANTS
-from streammood.model.runtime import MoodRuntime
+from streammood.runtime.artifact import ModelArtifact, load_artifact
+from streammood.runtime.labels import QUADRANTS
+from streammood.runtime.rolling import MoodRuntime
 
 
 @dataclass(frozen=True)
@@ -66,11 +64,9 @@ class Timeline:
 
 def timeline_of_signal(y: np.ndarray, sr: int, artifact: ModelArtifact, path: str = "") -> Timeline:
     """Mood timeline of a whole signal ``(n,)`` at ``sr`` Hz."""
-    feats = extract_offline(y, sr)
-    embedder = MusicnnEmbedder(artifact.file("embedder"))
-    emb = hold_embeddings(feats.patch_steps, embedder.embed(feats.mel_patches), feats.n_steps)
+    feats = extract_offline(y, sr, artifact.embedder())
     runtime = MoodRuntime(artifact)
-    preds = [runtime.step(feats.mfcc[i], feats.lld[i], emb[i]) for i in range(feats.n_steps)]
+    preds = [pred for inputs in feats.steps() for pred in runtime.push(inputs)]
     t_start = feats.t_start.astype(np.float64)
     return Timeline(
         path=path,

@@ -6,15 +6,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import numpy as np
+
 from streammood.audio.sources import AudioSource
 from streammood.bus.publisher import FramePublisher
-from streammood.model.artifact import ModelArtifact
-from streammood.workers.tagging import FeatureStage, ModelInputs, embedder_id, encode_inputs
+from streammood.features.extractor import ModelInputs
+from streammood.stage import Stage
+from streammood.workers.tagging import encode_inputs
 
 
 def run_capture(
     source: AudioSource,
-    artifact: ModelArtifact,
+    features: Stage[np.ndarray, ModelInputs],
+    embedder_id: str,
     source_id: str,
     publisher: FramePublisher,
     *,
@@ -25,12 +29,12 @@ def run_capture(
     """Publish one frame per 500 ms step of ``source`` until it ends, ``duration`` seconds have
     been captured, ``stop`` is set or Ctrl-C. Returns the number of frames published.
 
-    The frames carry MFCC, LLD statistics and the pretrained embedding (computed here, with the
-    artifact's embedder, whose id goes in each header so ``infer`` can check it).
+    The frames carry MFCC, LLD statistics and the pretrained embedding, computed here by
+    ``features`` (:func:`~streammood.workers.tagging.feature_stage`); ``embedder_id`` (the
+    artifact's :attr:`~streammood.runtime.artifact.ModelArtifact.embedder_id`) goes in each
+    header so ``infer`` can check it. The source and the stage are closed on the way out.
     """
     stop = stop or threading.Event()
-    stage = FeatureStage(artifact, source.sample_rate)
-    ident = embedder_id(artifact)
     max_steps = None if duration is None else max(0, int(round(duration / 0.5)))
     publisher.begin(source_id)
     sent = 0
@@ -40,7 +44,7 @@ def run_capture(
         for inputs in batch:
             if max_steps is not None and sent >= max_steps:
                 return False
-            publisher.publish(encode_inputs(source_id, inputs, ident), source_id)
+            publisher.publish(encode_inputs(source_id, inputs, embedder_id), source_id)
             sent += 1
             if on_frame is not None:
                 on_frame(inputs)
@@ -48,14 +52,15 @@ def run_capture(
 
     try:
         for block in source:
-            if not send(stage.push(block)) or stop.is_set():
+            if not send(features.push(block)) or stop.is_set():
                 break
         else:
-            send(stage.finish())
+            send(features.finish())
     except KeyboardInterrupt:
         pass
     finally:
         source.close()
+        features.close()
         publisher.update_metrics(
             frames=sent,
             audio_overflows=source.stats.overflows,

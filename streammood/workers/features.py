@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from streammood.errors import StreammoodError
-from streammood.features.extractor import FeatureSet, StepFeatures, extract_offline
+from streammood.features.extractor import FeatureSet, ModelInputs, extract_offline
 
 __all__ = ["MODES", "FeaturesError", "compute_features", "write_features"]
 
@@ -27,7 +27,7 @@ def _stream(path: Path, progress: bool) -> FeatureSet:
     from streammood.audio.decode import file_info
     from streammood.audio.sources import FileSource
     from streammood.features.extractor import StreamingExtractor
-    from streammood.features.layout import STEP_SECONDS
+    from streammood.layout import STEP_SECONDS
 
     total = None
     try:
@@ -35,7 +35,7 @@ def _stream(path: Path, progress: bool) -> FeatureSet:
         total = int(info.frames / info.sample_rate / STEP_SECONDS) or None
     except (StreammoodError, AttributeError, ZeroDivisionError):
         pass
-    out: list[StepFeatures] = []
+    out: list[ModelInputs] = []
     with (
         FileSource(path) as source,
         StreamingExtractor(source.sample_rate) as extractor,

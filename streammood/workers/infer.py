@@ -16,9 +16,9 @@ from streammood.bus.keys import DEFAULT_PREFIX
 from streammood.bus.publisher import MoodPublisher
 from streammood.bus.schema import MoodMessage
 from streammood.bus.subscriber import FrameReader
-from streammood.model.artifact import ModelArtifact
-from streammood.model.runtime import StepModel
-from streammood.workers.tagging import MoodStage, decode_inputs, embedder_id
+from streammood.runtime.artifact import ModelArtifact
+from streammood.runtime.rolling import StepModel
+from streammood.workers.tagging import MoodStage, decode_inputs
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def run_infer(
     seconds without frames. Malformed frames are logged with the reason and skipped."""
     stop = stop or threading.Event()
     stats = InferStats()
-    ident = embedder_id(artifact)
+    ident = artifact.embedder_id
     stages: dict[str, MoodStage] = {}
     step_model = StepModel(artifact)  # one interpreter for every source of this worker
     reader = FrameReader(client, prefix, sources=sources, worker_id=worker_id)
@@ -85,7 +85,7 @@ def run_infer(
                     log.warning("rejected frame %s of %s: %s", frame.entry_id, frame.source, exc)
                     reader.ack(frame)
                     continue
-                msg = stage(inputs)
+                (msg,) = stage.push(inputs)
                 if frame.replay:
                     stats.replayed += 1
                     continue

@@ -13,12 +13,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from streammood.audio.sources import AudioSource, FileSource
 from streammood.bus.publisher import MoodPublisher
 from streammood.bus.schema import MoodMessage
-from streammood.model.artifact import ModelArtifact
+from streammood.features.extractor import ModelInputs
+from streammood.stage import Stage
 from streammood.workers.steps import StepQueue
-from streammood.workers.tagging import FeatureStage, ModelInputs, MoodStage
+from streammood.workers.tagging import MoodStage
 
 
 @dataclass
@@ -43,7 +46,7 @@ class ListenStats:
 
 def _feature_loop(
     source: AudioSource,
-    stage: FeatureStage,
+    stage: Stage[np.ndarray, ModelInputs],
     queue: StepQueue[ModelInputs],
     stop: threading.Event,
     max_steps: int | None,
@@ -65,15 +68,16 @@ def _feature_loop(
                     produced += 1
     except Exception as exc:  # noqa: BLE001 - re-raised in the calling thread
         errors.append(exc)
-    finally:
+    finally:  # this thread ran the stage: it stops it (openSMILE's and musicnn's threads)
         source.close()
+        stage.close()
         queue.close()
 
 
 def run_listen(
     source: AudioSource,
-    artifact: ModelArtifact,
-    source_id: str,
+    features: Stage[np.ndarray, ModelInputs],
+    mood: MoodStage,
     publisher: MoodPublisher | None,
     *,
     duration: float | None = None,
@@ -82,16 +86,18 @@ def run_listen(
     stop: threading.Event | None = None,
 ) -> ListenStats:
     """Tag ``source`` until it ends, ``duration`` seconds of audio have been tagged, ``stop`` is
-    set, or Ctrl-C; every completed step is published before returning.
+    set, or Ctrl-C; every completed step is published before returning. The source and both
+    stages are closed on the way out, however the run ends.
 
     Parameters
     ----------
     source : AudioSource
         A device or a file.
-    artifact : ModelArtifact
-        The model.
-    source_id : str
-        Id in messages and key names.
+    features : Stage
+        Audio blocks at ``source.sample_rate`` → :class:`ModelInputs`
+        (:func:`~streammood.workers.tagging.feature_stage`); it runs on the feature thread.
+    mood : MoodStage
+        Model inputs → messages of one source (its ``source`` is the id in messages and keys).
     publisher : MoodPublisher or None
         Where messages go (``None``: only ``on_message``).
     duration : float, optional
@@ -106,21 +112,19 @@ def run_listen(
     """
     stop = stop or threading.Event()
     stats = ListenStats()
-    stage = FeatureStage(artifact, source.sample_rate)
-    mood = MoodStage(artifact, source_id)
     lossless = isinstance(source, FileSource) and not source.realtime
     queue: StepQueue[ModelInputs] = StepQueue(queue_steps, lossless=lossless)
     max_steps = None if duration is None else max(0, int(round(duration / 0.5)))
     worker = threading.Thread(
         target=_feature_loop,
-        args=(source, stage, queue, stop, max_steps, stats.errors),
+        args=(source, features, queue, stop, max_steps, stats.errors),
         name="streammood-features",
         daemon=True,
     )
     worker.start()
 
     def tag(inputs: ModelInputs) -> MoodMessage:
-        msg = mood(inputs)
+        (msg,) = mood.push(inputs)
         if publisher is not None:
             publisher.publish(msg)
         stats.steps += 1
@@ -150,6 +154,9 @@ def run_listen(
     finally:
         stop.set()
         worker.join(timeout=5.0)
+        if not worker.is_alive():  # else it is stuck in the stage; it closes it on its way out
+            features.close()
+        mood.close()
     if stats.errors:
         raise stats.errors[0]
     return stats

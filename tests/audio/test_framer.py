@@ -8,7 +8,7 @@ import pytest
 from streammood.audio.decode import load_audio
 from streammood.audio.framer import Framer, Step, frame_blocks, frame_signal, n_steps
 from streammood.audio.resample import resample
-from streammood.features.layout import MFCC_STEP_SAMPLES, SMILE_STEP_SAMPLES, STEP_SECONDS
+from streammood.layout import MFCC_STEP_SAMPLES, SMILE_STEP_SAMPLES, STEP_SECONDS
 
 
 def push_random_blocks(y: np.ndarray, sr: int, seed: int) -> list[Step]:
@@ -19,7 +19,7 @@ def push_random_blocks(y: np.ndarray, sr: int, seed: int) -> list[Step]:
         n = int(rng.integers(1, 6000))
         steps += framer.push(y[i : i + n])
         i += n
-    return steps + framer.flush()
+    return steps + framer.finish()
 
 
 def assert_same_steps(a: list[Step], b: list[Step]) -> None:
@@ -66,13 +66,13 @@ def test_step_count_is_floor_of_duration(rate, seconds):
     assert_same_steps(streamed, frame_signal(x, rate))
 
 
-def test_steps_come_out_while_streaming_not_only_at_flush():
+def test_steps_come_out_while_streaming_not_only_at_finish():
     rate = 48_000
     framer = Framer(rate)
     block = np.zeros(rate // 20, np.float32)  # 50 ms
     emitted = [len(framer.push(block)) for _ in range(40)]  # 2 s
     assert sum(emitted) >= 3  # steps 0..2 complete before the resampler delay is flushed
-    assert len(framer.flush()) == 4 - sum(emitted)
+    assert len(framer.finish()) == 4 - sum(emitted)
 
 
 def test_frame_blocks_and_errors():
@@ -81,10 +81,10 @@ def test_frame_blocks_and_errors():
     framer = Framer(44_100)
     with pytest.raises(ValueError):
         framer.push(np.zeros((10, 2), np.float32))
-    framer.flush()
+    framer.finish()
     with pytest.raises(RuntimeError):
         framer.push(x)
-    assert framer.flush() == []
+    assert framer.finish() == []
 
 
 @pytest.mark.parametrize("rate", [22_050, 44_100])
@@ -101,7 +101,7 @@ def test_pending16_is_the_resampled_audio_after_the_last_step(music_clip, rate):
         seen = np.concatenate([*emitted, framer.pending16()])
         assert len(emitted) == framer.steps_out
         np.testing.assert_array_equal(seen, whole[: seen.size])
-    emitted += [s.y16 for s in framer.flush()]
+    emitted += [s.y16 for s in framer.finish()]
     assert len(emitted) == 10
     np.testing.assert_array_equal(np.concatenate([*emitted, framer.pending16()]), whole)
     assert 0 < framer.pending16().size < SMILE_STEP_SAMPLES

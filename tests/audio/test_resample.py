@@ -16,9 +16,9 @@ def stream_in_blocks(
     parts, i = [], 0
     while i < y.size:
         n = int(rng.integers(1, 4000))
-        parts.append(rs.process(y[i : i + n]))
+        parts.append(rs.push(y[i : i + n]))
         i += n
-    parts.append(rs.flush())
+    parts.append(rs.finish())
     return np.concatenate(parts)
 
 
@@ -47,8 +47,8 @@ def test_total_length_after_flush(in_rate, n):
 def test_identity_when_rates_equal():
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
     rs = StreamingResampler(16_000, 16_000)
-    np.testing.assert_array_equal(np.concatenate([rs.process(x[:300]), rs.process(x[300:])]), x)
-    assert rs.flush().size == 0
+    np.testing.assert_array_equal(np.concatenate([rs.push(x[:300]), rs.push(x[300:])]), x)
+    assert rs.finish().size == 0
 
 
 def test_block_boundaries_leave_no_discontinuity():
@@ -65,6 +65,6 @@ def test_block_boundaries_leave_no_discontinuity():
 
 def test_process_after_flush_is_an_error():
     rs = StreamingResampler(44_100, 16_000)
-    rs.flush()
+    rs.finish()
     with pytest.raises(RuntimeError):
-        rs.process(np.zeros(10, np.float32))
+        rs.push(np.zeros(10, np.float32))

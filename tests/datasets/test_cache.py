@@ -9,7 +9,7 @@ import pytest
 import streammood.datasets.cache as cache_mod
 from streammood.datasets.cache import ClipFeatures, FeatureCache, extract_clips
 from streammood.errors import StreammoodError
-from streammood.model.embedding import MusicnnEmbedder
+from streammood.features.embedding import MusicnnEmbedder
 
 EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd_mtt_vgg.tflite)
 

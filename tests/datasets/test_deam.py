@@ -21,7 +21,7 @@ from streammood.datasets.deam import (
     static_to_unit,
 )
 from streammood.errors import StreammoodError
-from streammood.model.embedding import MusicnnEmbedder
+from streammood.features.embedding import MusicnnEmbedder
 
 EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd_mtt_vgg.tflite)
 

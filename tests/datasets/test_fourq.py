@@ -10,8 +10,8 @@ from streammood.datasets.cache import FeatureCache
 from streammood.datasets.fourq import FOURQ_QUADRANT, load_fourq, read_fourq_labels
 from streammood.datasets.windows import stack_windows
 from streammood.errors import StreammoodError
-from streammood.model.embedding import MusicnnEmbedder
-from streammood.model.labels import QUADRANTS
+from streammood.features.embedding import MusicnnEmbedder
+from streammood.runtime.labels import QUADRANTS
 
 EMBED_DIM = MusicnnEmbedder().dim  # the product's embedder (models/musicnn/msd_mtt_vgg.tflite)
 

@@ -14,7 +14,7 @@ from streammood.features.extractor import (
     extract_offline,
     extract_stream,
 )
-from streammood.features.layout import EMBED_EVERY
+from streammood.layout import EMBED_EVERY
 from tests.features.parity import assert_parity
 
 
@@ -28,6 +28,9 @@ def _assert_feature_parity(stream: FeatureSet, offline: FeatureSet) -> None:
     assert_parity(
         stream.mel_patches.reshape(-1, 96), offline.mel_patches.reshape(-1, 96), "mel patches"
     )
+    assert stream.emb.shape == offline.emb.shape
+    if stream.emb.shape[-1]:
+        assert_parity(stream.emb, offline.emb, "embedding")
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +118,31 @@ def test_irregular_blocks_equal_offline(decoded_clips, offline_sets):
     _assert_feature_parity(extract_stream(blocks, sr), offline_sets[1])
 
 
+def test_stage_with_embedder_equals_offline_and_holds_between_patches(decoded_clips, shipped_model):
+    """With the shipped embedder: streamed model inputs equal the offline ones (embedding
+    included), each patch step's embedding is held until the next patch, and ``close`` stops
+    the musicnn and openSMILE threads."""
+    import threading
+
+    _, y, sr = decoded_clips[2]
+    x = y[: 12 * sr]
+    offline = extract_offline(x, sr, shipped_model.embedder())
+    assert offline.emb.shape == (24, shipped_model.emb_dim)
+    stream = extract_stream(_blocks(x, sr // 20), sr, shipped_model.embedder())
+    _assert_feature_parity(stream, offline)
+    for seq in range(offline.n_steps):  # held: equal to the embedding of the last patch step
+        np.testing.assert_array_equal(stream.emb[seq], stream.emb[seq - seq % EMBED_EVERY])
+    assert not np.array_equal(stream.emb[0], stream.emb[EMBED_EVERY])
+    ex = StreamingExtractor(sr, shipped_model.embedder())
+    ex.push(x[: 2 * sr])
+    assert any(t.name.startswith("streammood-musicnn") for t in threading.enumerate())
+    ex.close()
+    ex.close()
+    assert not any(t.name.startswith("streammood-musicnn") for t in threading.enumerate())
+    with pytest.raises(RuntimeError, match="after finish"):
+        ex.push(x[:100])
+
+
 def test_step_features_fields(decoded_clips):
     _, y, sr = decoded_clips[0]
     with StreamingExtractor(sr) as ex:
@@ -124,7 +152,7 @@ def test_step_features_fields(decoded_clips):
     assert [f.mel_patch is not None for f in out] == [s % EMBED_EVERY == 0 for s in range(6)]
     f = out[5]
     assert (f.t_start, f.t_end) == (2.5, 3.0)
-    assert f.mfcc.shape == (21, 20) and f.lld.shape == (260,)
+    assert f.mfcc.shape == (21, 20) and f.lld.shape == (260,) and f.emb.shape == (0,)
 
 
 def test_bad_blocks_and_push_after_finish_are_refused():
@@ -190,8 +218,13 @@ def test_device_capture_equals_offline(alsa_capture_device, music_pcm16, tmp_pat
     # was read is the known signal, sample for sample
     np.testing.assert_array_equal(got["captured"], dev.float_samples)
     live = FeatureSet(
-        mfcc=got["mfcc"], lld=got["lld"], t_start=got["t_start"], seq=got["seq"],
-        patch_steps=got["patch_steps"], mel_patches=got["mel_patches"],
+        mfcc=got["mfcc"],
+        lld=got["lld"],
+        emb=np.zeros((len(got["mfcc"]), 0), np.float32),
+        t_start=got["t_start"],
+        seq=got["seq"],
+        patch_steps=got["patch_steps"],
+        mel_patches=got["mel_patches"],
     )
     assert live.n_steps == 16
     _assert_feature_parity(live, extract_offline(dev.float_samples, 44_100))

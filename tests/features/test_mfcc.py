@@ -4,8 +4,8 @@ import librosa
 import numpy as np
 import pytest
 
-from streammood.features.layout import MFCC_HISTORY, MFCC_STEP_SAMPLES
 from streammood.features.mfcc import mfcc_block, mfcc_offline
+from streammood.layout import MFCC_HISTORY, MFCC_STEP_SAMPLES
 
 
 def _librosa_block(y: np.ndarray) -> np.ndarray:

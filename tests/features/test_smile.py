@@ -4,7 +4,6 @@ import numpy as np
 import opensmile
 import pytest
 
-from streammood.features.layout import N_LLD_STATS
 from streammood.features.smile import (
     StreamingSmile,
     frame_names,
@@ -12,6 +11,7 @@ from streammood.features.smile import (
     lld_offline,
     to_pcm16,
 )
+from streammood.layout import N_LLD_STATS
 from tests.features.parity import assert_parity
 
 
@@ -164,7 +164,9 @@ def test_close_never_hangs():
         smile.close()
 
 
-@pytest.mark.parametrize("module", ["streammood.model.architecture", "streammood.training.train"])
+@pytest.mark.parametrize(
+    "module", ["streammood.training.architecture", "streammood.training.train"]
+)
 def test_smile_runs_after_the_tensorflow_side_is_imported(module: str):
     """A process that imports the TensorFlow side first must still extract LLDs (with TensorFlow's
     libraries loaded first, SMILEapi crashes the process on its first run)."""

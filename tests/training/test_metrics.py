@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from streammood.model.labels import QUADRANTS
+from streammood.runtime.labels import QUADRANTS
 from streammood.training.metrics import (
     classification_metrics,
     evaluation_report,

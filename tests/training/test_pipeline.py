@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streammood.model.artifact import load_artifact
-from streammood.model.runtime import MoodRuntime
+from streammood.features.extractor import ModelInputs
+from streammood.runtime.artifact import load_artifact
+from streammood.runtime.rolling import MoodRuntime
 
 PER_QUADRANT = 6
 
@@ -98,7 +99,7 @@ def test_train_then_evaluate_on_real_clips(small_fourq: Path, small_cache: Path,
     assert "built from an ensemble of 2 seeds" in card and "mean of the members' read-outs" in card
 
     rt = MoodRuntime(artifact)  # the exported streaming model runs
-    pred = rt.step(np.zeros((21, 20)), np.zeros(260), np.zeros(artifact.emb_dim))
+    (pred,) = rt.push(_silent_step(artifact.emb_dim))
     assert abs(float(pred.probs.sum()) - 1) < 1e-5
 
     # evaluate: by default only songs the model never saw; the cache is reused
@@ -188,7 +189,7 @@ def test_train_regression_on_deam_layout(deam_dir: Path, tmp_path: Path):
     artifact = load_artifact(out)
     assert artifact.task == "regression" and artifact.manifest["members"] == 1
     assert artifact.manifest["training"]["student"]["train_songs"] > 0  # distilled
-    pred = MoodRuntime(artifact).step(np.zeros((21, 20)), np.zeros(260), np.zeros(artifact.emb_dim))
+    (pred,) = MoodRuntime(artifact).push(_silent_step(artifact.emb_dim))
     assert -1 <= pred.valence <= 1 and -1 <= pred.arousal <= 1
 
 
@@ -224,3 +225,8 @@ def test_evaluate_with_a_wrong_model_folder_is_one_line(small_fourq: Path, tmp_p
     )
     assert run.returncode == 2
     assert "not a streammood model" in run.stderr and "Traceback" not in run.stderr
+
+
+def _silent_step(emb_dim: int) -> ModelInputs:
+    """Step 0 of silence-like inputs (all zeros)."""
+    return ModelInputs(0, 0.0, 0.5, np.zeros((21, 20)), np.zeros(260), np.zeros(emb_dim))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streammood.errors import StreammoodError
-from streammood.model.labels import QUADRANTS, quadrant_index, va_from_probs
+from streammood.runtime.labels import QUADRANTS, quadrant_index, va_from_probs
 from streammood.training.plots import plot_confusion_matrix, plot_trajectory, plot_va_plane
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

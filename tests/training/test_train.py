@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
 from streammood.training.config import TrainConfig
 
 pytest.importorskip("tensorflow")
 
-from streammood.model.architecture import NormStats  # noqa: E402
+from streammood.training.architecture import NormStats  # noqa: E402
 from streammood.training.train import (  # noqa: E402
     _targets,
     distill_student,

@@ -16,12 +16,24 @@ from streammood.bus.codec import encode_frame
 from streammood.bus.keys import Keys
 from streammood.bus.publisher import FramePublisher, MoodPublisher
 from streammood.bus.schema import MoodMessage
+from streammood.features.extractor import ModelInputs, extract_stream
 from streammood.workers.analyze import timeline_of_signal
 from streammood.workers.capture import run_capture
 from streammood.workers.infer import run_infer
 from streammood.workers.listen import run_listen
 from streammood.workers.steps import StepQueue
-from streammood.workers.tagging import FeatureStage, ModelInputs, embedder_id, encode_inputs
+from streammood.workers.tagging import MoodStage, encode_inputs, feature_stage
+
+
+def _listen(source, artifact, source_id, publisher, **kwargs):
+    """``run_listen`` with the stages the CLI builds."""
+    features = feature_stage(artifact, source.sample_rate)
+    return run_listen(source, features, MoodStage(artifact, source_id), publisher, **kwargs)
+
+
+def _inputs(artifact, y, sr) -> list[ModelInputs]:
+    """Every step of a signal through the live feature stage."""
+    return list(extract_stream([y], sr, artifact.embedder()).steps())
 
 
 def _fields(msg: MoodMessage) -> dict:
@@ -56,7 +68,7 @@ def listened(clip, shipped_model, tmp_path_factory):
     pubsub.subscribe(Keys(prefix).mood_channel)
     pubsub.get_message(timeout=1.0)  # subscription confirmation
     publisher = MoodPublisher(REDIS_URL, prefix)
-    stats = run_listen(FileSource(path), shipped_model, "clip", publisher)
+    stats = _listen(FileSource(path), shipped_model, "clip", publisher)
     publisher.close(timeout=10)
     deadline = time.monotonic() + 5
     while len(live) < stats.steps and time.monotonic() < deadline:
@@ -102,7 +114,9 @@ def test_capture_and_infer_give_the_messages_of_listen(listened, clip, shipped_m
     path, _, _ = clip
     prefix = f"smtest-split-{time.time_ns()}"
     frames = FramePublisher(REDIS_URL, prefix)
-    sent = run_capture(FileSource(path), shipped_model, "clip", frames)
+    source = FileSource(path)
+    features = feature_stage(shipped_model, source.sample_rate)
+    sent = run_capture(source, features, shipped_model.embedder_id, "clip", frames)
     frames.close(timeout=10)
     assert sent == len(live)
     client = redis.Redis.from_url(REDIS_URL)
@@ -133,9 +147,8 @@ def test_capture_and_infer_give_the_messages_of_listen(listened, clip, shipped_m
 def test_infer_rejects_malformed_frames_and_keeps_going(clip, shipped_model, redis_namespace):
     url, prefix = redis_namespace
     path, y, sr = clip
-    stage = FeatureStage(shipped_model, sr)
-    inputs = list(stage.run([y[: sr * 3]]))
-    ident = embedder_id(shipped_model)
+    inputs = _inputs(shipped_model, y[: sr * 3], sr)
+    ident = shipped_model.embedder_id
     frames = FramePublisher(url, prefix)
     frames.begin("bad")
     frames.publish(encode_inputs("bad", inputs[0], ident), "bad")
@@ -197,7 +210,7 @@ def test_stop_publishes_every_completed_step(clip, shipped_model, redis_namespac
         if msg.seq == 9:
             stop.set()
 
-    stats = run_listen(
+    stats = _listen(
         FileSource(path), shipped_model, "stopped", publisher, on_message=on_message, stop=stop
     )
     pub = publisher.close(timeout=10)
@@ -221,7 +234,7 @@ def test_inference_behind_drops_oldest_steps_and_counts_them(clip, shipped_model
         time.sleep(1.0)
 
     source = FileSource(path, realtime=True)
-    stats = run_listen(
+    stats = _listen(
         source, shipped_model, "slow", publisher, duration=6.0, on_message=slow, queue_steps=2
     )
     publisher.close(timeout=10)
@@ -252,8 +265,8 @@ def test_model_inputs_round_trip_through_a_frame(clip, shipped_model):
     from streammood.workers.tagging import decode_inputs
 
     _, y, sr = clip
-    item = next(iter(FeatureStage(shipped_model, sr).run([y[: sr * 2]])))
-    ident = embedder_id(shipped_model)
+    item = _inputs(shipped_model, y[: sr * 2], sr)[0]
+    ident = shipped_model.embedder_id
     header, arrays = decode_frame(encode_inputs("s", item, ident))
     back = decode_inputs(header, arrays, ident, shipped_model.emb_dim)
     assert isinstance(back, ModelInputs) and back.seq == item.seq

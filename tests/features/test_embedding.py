@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streammood.errors import StreammoodError
-from streammood.model.embedding import DEFAULT_TFLITE, EmbedderError, MusicnnEmbedder
+from streammood.features.embedding import DEFAULT_TFLITE, EmbedderError, MusicnnEmbedder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def embedder() -> MusicnnEmbedder:
 
 
 def test_import_does_not_load_tensorflow():
-    code = ("import sys, streammood.model.embedding as e; e.MusicnnEmbedder(e.DEFAULT_TFLITE)"
+    code = ("import sys, streammood.features.embedding as e; e.MusicnnEmbedder(e.DEFAULT_TFLITE)"
             ".embed(__import__('numpy').zeros((2, 187, 96), 'float32'));"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')];"
             "assert not bad, bad")

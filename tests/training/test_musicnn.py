@@ -9,13 +9,13 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from streammood.model import musicnn  # noqa: E402
-from streammood.model.embedding import (  # noqa: E402
+from streammood.features.embedding import (  # noqa: E402
     MSD_MTT_TFLITE,
     MSD_MTT_VGG_TFLITE,
     MSD_TFLITE,
     MusicnnEmbedder,
 )
+from streammood.training import musicnn  # noqa: E402
 
 pytestmark = pytest.mark.data
 

@@ -8,20 +8,23 @@ import sys
 import numpy as np
 import pytest
 
-from streammood.features.extractor import extract_offline
-from streammood.features.layout import WINDOW_STEPS
-from streammood.model.embedding import MusicnnEmbedder
-from streammood.model.inputs import hold_embeddings
-from streammood.model.labels import quadrant_of
-from streammood.model.runtime import MoodRuntime, probs_from_va
+from streammood.features.extractor import ModelInputs, extract_offline
+from streammood.layout import WINDOW_STEPS
+from streammood.runtime.labels import quadrant_of
+from streammood.runtime.rolling import MoodRuntime, probs_from_va
 
 
 @pytest.fixture(scope="module")
 def long_inputs(long_music, shipped_model):
     y, sr = long_music
-    feats = extract_offline(y, sr)
-    emb = MusicnnEmbedder(shipped_model.file("embedder")).embed(feats.mel_patches)
-    return feats.mfcc, feats.lld, hold_embeddings(feats.patch_steps, emb, feats.n_steps)
+    feats = extract_offline(y, sr, shipped_model.embedder())
+    return feats.mfcc, feats.lld, feats.emb
+
+
+def _step(runtime: MoodRuntime, mfcc, lld, emb, t: int):
+    """Push step ``t`` of the arrays; its one prediction."""
+    (pred,) = runtime.push(ModelInputs(t, 0.5 * t, 0.5 * t + 0.5, mfcc[t], lld[t], emb[t]))
+    return pred
 
 
 @pytest.mark.slow
@@ -34,7 +37,7 @@ def test_streamed_predictions_equal_offline_windows(long_inputs, shipped_model):
     assert n > WINDOW_STEPS + 30  # the test needs windows that slide
 
     runtime = MoodRuntime(shipped_model)
-    streamed = [runtime.step(mfcc[t], lld[t], emb[t]) for t in range(n)]
+    streamed = [_step(runtime, mfcc, lld, emb, t) for t in range(n)]
 
     members = load_members(shipped_model)
     # prefixes: the per-step outputs of one run over steps 0..59 are the models of 0..t
@@ -74,18 +77,19 @@ def _arrays(mfcc, lld, emb, start):
 def test_runtime_reset_restarts_the_stream(long_inputs, shipped_model):
     mfcc, lld, emb = long_inputs
     rt = MoodRuntime(shipped_model)
-    first = [rt.step(mfcc[t], lld[t], emb[t]).probs for t in range(5)]
+    first = [_step(rt, mfcc, lld, emb, t).probs for t in range(5)]
     rt.reset()
-    again = [rt.step(mfcc[t], lld[t], emb[t]).probs for t in range(5)]
+    again = [_step(rt, mfcc, lld, emb, t).probs for t in range(5)]
     np.testing.assert_array_equal(first, again)
-    assert rt.step(mfcc[5], lld[5], emb[5]).window_steps == 6
+    assert _step(rt, mfcc, lld, emb, 5).window_steps == 6
+    assert rt.finish() == []
 
 
 def test_probabilities_and_va_are_consistent(long_inputs, shipped_model):
     mfcc, lld, emb = long_inputs
     rt = MoodRuntime(shipped_model)
     for t in range(10):
-        p = rt.step(mfcc[t], lld[t], emb[t])
+        p = _step(rt, mfcc, lld, emb, t)
         assert p.probs.shape == (4,)
         assert abs(float(p.probs.sum()) - 1.0) < 1e-5
         assert -1.0 <= p.valence <= 1.0 and -1.0 <= p.arousal <= 1.0
@@ -105,12 +109,13 @@ def test_probs_from_va_puts_mass_in_the_right_quadrant():
 def test_serving_path_does_not_import_tensorflow(shipped_model):
     code = (
         "import sys, numpy as np\n"
-        "from streammood.model.artifact import load_artifact\n"
-        "from streammood.workers.tagging import FeatureStage, MoodStage\n"
+        "from streammood.runtime.artifact import load_artifact\n"
+        "from streammood.workers.tagging import MoodStage, feature_stage\n"
         f"a = load_artifact({str(shipped_model.path)!r})\n"
-        "stage = FeatureStage(a, 22050); mood = MoodStage(a, 'x')\n"
+        "stage = feature_stage(a, 22050); mood = MoodStage(a, 'x')\n"
         "rng = np.random.default_rng(0)\n"
-        "msgs = [mood(i) for i in stage.run([rng.normal(0, .1, 22050).astype('f4')] * 3)]\n"
+        "steps = [i for b in [rng.normal(0, .1, 22050).astype('f4')] * 3 for i in stage.push(b)]\n"
+        "msgs = [m for i in steps + stage.finish() for m in mood.push(i)]\n"
         "assert len(msgs) == 6, len(msgs)\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
         "assert 'keras' not in sys.modules, 'keras imported'\n"
@@ -120,7 +125,7 @@ def test_serving_path_does_not_import_tensorflow(shipped_model):
 
 def test_streams_sharing_one_step_model_equal_separate_ones(long_inputs, shipped_model):
     """An infer worker runs many sources on one interpreter: interleaving must change nothing."""
-    from streammood.model.runtime import StepModel
+    from streammood.runtime.rolling import StepModel
 
     mfcc, lld, emb = long_inputs
     shared = StepModel(shipped_model)
@@ -131,6 +136,6 @@ def test_streams_sharing_one_step_model_equal_separate_ones(long_inputs, shipped
     b.warm_up()
     alone = MoodRuntime(shipped_model)
     for t in range(70):
-        pa = a.step(mfcc[t], lld[t], emb[t])
-        b.step(mfcc[-1 - t], lld[-1 - t], emb[-1 - t])  # another stream in between
-        np.testing.assert_array_equal(pa.probs, alone.step(mfcc[t], lld[t], emb[t]).probs)
+        pa = _step(a, mfcc, lld, emb, t)
+        _step(b, mfcc[::-1], lld[::-1], emb[::-1], t)  # another stream in between
+        np.testing.assert_array_equal(pa.probs, _step(alone, mfcc, lld, emb, t).probs)

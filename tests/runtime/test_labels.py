@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from streammood.model.labels import QUADRANTS, quadrant_index, quadrant_of, va_from_probs
+from streammood.runtime.labels import QUADRANTS, quadrant_index, quadrant_of, va_from_probs
 
 
 def test_class_order_matches_bus_schema():

@@ -12,17 +12,16 @@ its first two poolings are (4, 1) and (1, 4), not the source's strided (4, 1) an
 
 Input: a log-mel patch ``(batch, 187, 96)`` — 16 kHz, ``n_fft`` 512, hop 256, 96 mel bands,
 ``log10(10000 x + 1)`` of the power mel spectrogram, 187 frames (~3 s); see
-:mod:`streammood.features.layout`.
+:mod:`streammood.layout`.
 
-This is the TensorFlow side (training, export). Serving uses :mod:`streammood.model.embedding`,
+This is the TensorFlow side (training, export). Serving uses :mod:`streammood.features.embedding`,
 which needs only LiteRT.
 
-Rebuild the shipped LiteRT files with ``python -m streammood.model.musicnn --out models/musicnn``.
+Rebuild the shipped LiteRT files with ``scripts/export_musicnn.py --out models/musicnn``.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import shutil
 import tempfile
@@ -32,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from streammood.errors import StreammoodError
-from streammood.features.layout import MEL_BANDS, MEL_PATCH_FRAMES
 from streammood.features.smile import load_library
+from streammood.layout import MEL_BANDS, MEL_PATCH_FRAMES
 
 load_library()  # before TensorFlow (see its docstring)
 
@@ -348,31 +347,3 @@ SHIPPED_FILES = {
     "msd.tflite": ("MSD",),
 }
 """The LiteRT files shipped in ``models/musicnn`` and the models each concatenates."""
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Rebuild the shipped LiteRT files (``python -m streammood.model.musicnn --out DIR``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m streammood.model.musicnn", description=main.__doc__
-    )
-    parser.add_argument("--out", type=Path, default=Path("models/musicnn"), help="output folder")
-    parser.add_argument(
-        "--which",
-        nargs="+",
-        choices=MODELS,
-        default=None,
-        help="build one file for these models instead of the shipped set",
-    )
-    args = parser.parse_args(argv)
-    files = (
-        SHIPPED_FILES
-        if args.which is None
-        else {"_".join(w.lower() for w in args.which) + ".tflite": tuple(args.which)}
-    )
-    for filename, which in files.items():
-        path = export_tflite(build_embedder(which), args.out / filename)
-        print(f"{path}: {'+'.join(which)} embedding, {path.stat().st_size / 1e6:.1f} MB")
-
-
-if __name__ == "__main__":
-    main()

@@ -14,7 +14,7 @@ The seed's CNN-LSTM, strengthened with a pretrained embedding branch:
   the window's embedding statistics, the linear-probe signal that makes transfer learning work
   on 720 clips;
 * **output**: softmax over the summed logits (4 quadrants, class order
-  :data:`~streammood.model.labels.QUADRANTS`) or 2 linear outputs (valence, arousal regression).
+  :data:`~streammood.runtime.labels.QUADRANTS`) or 2 linear outputs (valence, arousal regression).
 
 The same layers are assembled twice: :func:`build_window_model` runs a whole window ``(B, T, ...)``
 (training, evaluation), :func:`build_step_model` advances N explicit states by one step (the
@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from streammood.features.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
 from streammood.features.smile import load_library
-from streammood.model.config import ModelConfig, NormStats
+from streammood.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.training.modelconfig import ModelConfig, NormStats
 
 load_library()  # before TensorFlow (see its docstring)
 

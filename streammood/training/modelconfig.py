@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streammood.features.layout import N_LLD_STATS, N_MFCC
+from streammood.layout import N_LLD_STATS, N_MFCC
 
 TASKS = ("classification", "regression")
 

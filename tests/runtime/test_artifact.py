@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from streammood.model.artifact import MANIFEST, ModelError, load_artifact
-from streammood.model.runtime import MoodRuntime
+from streammood.runtime.artifact import MANIFEST, ModelError, load_artifact
+from streammood.runtime.rolling import MoodRuntime
 
 
 @pytest.fixture()

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from streammood.errors import StreammoodError
-from streammood.features.layout import FEATURE_VERSION
+from streammood.features.embedding import EmbedderError, MusicnnEmbedder
+from streammood.layout import FEATURE_VERSION
 
 ARTIFACT_FORMAT = "streammood-model"
 ARTIFACT_FORMAT_VERSION = 1
@@ -78,6 +79,30 @@ class ModelArtifact:
 
     def file(self, key: str) -> Path:
         return self.path / self.manifest["files"][key]["path"]
+
+    @property
+    def embedder_id(self) -> str:
+        """Short id of the embedder: feature frames carry it so ``infer`` can refuse frames made
+        with another embedding model."""
+        return str(self.manifest["files"]["embedder"]["sha256"][:16])
+
+    def embedder(self, num_threads: int = 1) -> MusicnnEmbedder:
+        """The artifact's pretrained embedding on its own LiteRT interpreter (one per thread).
+
+        Raises
+        ------
+        ModelError
+            The file is not a usable embedder, or its size differs from the manifest's.
+        """
+        try:
+            embedder = MusicnnEmbedder(self.file("embedder"), num_threads=num_threads)
+        except EmbedderError as exc:
+            raise ModelError(str(exc)) from None
+        if embedder.dim != self.emb_dim:
+            raise ModelError(
+                f"{self.path}: embedder gives {embedder.dim} values, manifest says {self.emb_dim}"
+            )
+        return embedder
 
     def keras_members(self) -> list[Path]:
         return [self.path / p for p in self.manifest.get("keras_members", [])]

@@ -14,16 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streammood.features.layout import (
-    MEL_BANDS,
-    MEL_PATCH_FRAMES,
-    MFCC_FRAMES,
-    N_LLD_STATS,
-    N_MFCC,
-)
-from streammood.model.artifact import ModelArtifact, ModelError
-from streammood.model.embedding import EmbedderError, MusicnnEmbedder
-from streammood.model.labels import QUADRANTS, va_from_probs
+from streammood.features.extractor import ModelInputs
+from streammood.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.runtime.artifact import ModelArtifact, ModelError
+from streammood.runtime.labels import QUADRANTS, va_from_probs
 
 REGRESSION_PROB_SCALE = 0.25
 """Spread (in valence/arousal units) of the logistic that turns a regression model's point estimate
@@ -43,7 +37,7 @@ def _interpreter(path, num_threads: int):
 class Prediction:
     """One step's mood.
 
-    ``probs`` is ``(4,)`` in :data:`~streammood.model.labels.QUADRANTS` order; ``valence`` and
+    ``probs`` is ``(4,)`` in :data:`~streammood.runtime.labels.QUADRANTS` order; ``valence`` and
     ``arousal`` lie in ``[-1, 1]``; ``window_steps`` is how many steps (≤ 60) the prediction covers.
     """
 
@@ -64,49 +58,6 @@ def probs_from_va(va: np.ndarray, scale: float = REGRESSION_PROB_SCALE) -> np.nd
     pv, pa = p[..., 0], p[..., 1]
     out = np.stack([pv * pa, (1 - pv) * pa, pv * (1 - pa), (1 - pv) * (1 - pa)], axis=-1)
     return out.astype(np.float32)
-
-
-class HeldEmbedding:
-    """The pretrained embedding per step, held between patches exactly as in training
-    (:func:`~streammood.model.inputs.hold_embeddings`).
-
-    ``__call__(mel_patch)`` returns ``(D,)``: a fresh embedding when a ``(187, 96)`` patch is
-    given, else the last one (zeros before the first patch; the live path never hits that, since
-    step 0 always carries a patch).
-    """
-
-    def __init__(self, artifact: ModelArtifact, num_threads: int = 1) -> None:
-        try:
-            self._embedder = MusicnnEmbedder(artifact.file("embedder"), num_threads=num_threads)
-        except EmbedderError as exc:
-            raise ModelError(str(exc)) from None
-        if self._embedder.dim != artifact.emb_dim:
-            raise ModelError(
-                f"{artifact.path}: embedder gives {self._embedder.dim} values, manifest says "
-                f"{artifact.emb_dim}"
-            )
-        self._last = np.zeros(artifact.emb_dim, np.float32)
-
-    def __call__(self, mel_patch: np.ndarray | None) -> np.ndarray:
-        if mel_patch is not None:
-            self._last = self._embedder.embed(mel_patch)
-        return self._last
-
-    def embed(self, mel_patch: np.ndarray) -> np.ndarray:
-        """The embedding of one patch, without holding it (for work done ahead of time)."""
-        return self._embedder.embed(mel_patch)
-
-    def hold(self, embedding: np.ndarray) -> np.ndarray:
-        """Hold an embedding computed ahead (by :meth:`embed`) as the current one."""
-        self._last = np.asarray(embedding, np.float32)
-        return self._last
-
-    def reset(self) -> None:
-        self._last = np.zeros_like(self._last)
-
-    def warm_up(self) -> None:
-        """Run the interpreter once on silence so that the first live patch is not slow."""
-        self._embedder.embed(np.zeros((MEL_PATCH_FRAMES, MEL_BANDS), np.float32))
 
 
 class StepModel:
@@ -145,8 +96,10 @@ class MoodRuntime:
 
     Notes
     -----
-    One instance holds one stream's state; run one per source. ``step`` costs one interpreter
-    call (~0.4 ms per ensemble member) regardless of the window length.
+    A :class:`~streammood.stage.Stage`: :meth:`push` takes one step's :class:`ModelInputs` and
+    returns its :class:`Prediction`. One instance holds one stream's state; run one per source.
+    A step costs one interpreter call (~0.4 ms per ensemble member) regardless of the window
+    length.
     """
 
     def __init__(
@@ -162,7 +115,9 @@ class MoodRuntime:
 
     def warm_up(self) -> None:
         """One step on zeros, then :meth:`reset` (the first live step is then not slow)."""
-        self.step(np.zeros((MFCC_FRAMES, N_MFCC)), np.zeros(N_LLD_STATS), np.zeros(self._emb_dim))
+        self._advance(
+            np.zeros((MFCC_FRAMES, N_MFCC)), np.zeros(N_LLD_STATS), np.zeros(self._emb_dim)
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -171,18 +126,21 @@ class MoodRuntime:
         self._select = np.zeros((self.rows, 1), np.float32)
         self._t = 0
 
-    def step(self, mfcc: np.ndarray, lld: np.ndarray, emb: np.ndarray) -> Prediction:
-        """Advance by one step.
+    def push(self, inputs: ModelInputs) -> list[Prediction]:
+        """Advance by one step: ``[prediction]`` over the window ending at this step.
 
-        Parameters
-        ----------
-        mfcc : np.ndarray
-            ``(21, 20)`` MFCC block.
-        lld : np.ndarray
-            ``(260,)`` openSMILE statistics.
-        emb : np.ndarray
-            ``(D,)`` pretrained embedding (held between patches).
-        """
+        ``inputs`` holds the ``(21, 20)`` MFCC block, ``(260,)`` openSMILE statistics and
+        ``(D,)`` pretrained embedding of the step."""
+        return [self._advance(inputs.mfcc, inputs.lld, inputs.emb)]
+
+    def finish(self) -> list[Prediction]:
+        """End of stream: every step was answered as it came, nothing is left."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to release (the interpreter belongs to the :class:`StepModel`)."""
+
+    def _advance(self, mfcc: np.ndarray, lld: np.ndarray, emb: np.ndarray) -> Prediction:
         slot = self._t % self.rows
         for state in self._states.values():
             state[slot] = 0.0  # the state started at t-60 was published last step: reuse its row

@@ -1,6 +1,6 @@
 """Serving side of the pretrained embedding branch: musicnn on LiteRT, without TensorFlow.
 
-The LiteRT files come from :mod:`streammood.model.musicnn` (``models/musicnn/*.tflite``); this
+The LiteRT files come from :mod:`streammood.training.musicnn` (``models/musicnn/*.tflite``); this
 module needs only ``ai_edge_litert`` and NumPy, so the serving path never imports TensorFlow.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from streammood.errors import StreammoodError
-from streammood.features.layout import MEL_BANDS, MEL_PATCH_FRAMES
+from streammood.layout import MEL_BANDS, MEL_PATCH_FRAMES
 
 MSD_MTT_VGG_TFLITE = (
     Path(__file__).resolve().parents[2] / "models" / "musicnn" / "msd_mtt_vgg.tflite"
@@ -39,7 +39,7 @@ class MusicnnEmbedder:
     Parameters
     ----------
     tflite_path : path
-        A LiteRT file written by :func:`streammood.model.musicnn.export_tflite` (input
+        A LiteRT file written by :func:`streammood.training.musicnn.export_tflite` (input
         ``(batch, 187, 96)``, output ``(batch, D)``).
     num_threads : int
         Interpreter threads.
@@ -114,3 +114,34 @@ class MusicnnEmbedder:
         self._interpreter.invoke()
         out = self._interpreter.get_tensor(self._output).copy()
         return out[0] if single else out
+
+def hold_embeddings(patch_steps: np.ndarray, embeddings: np.ndarray, n_steps: int) -> np.ndarray:
+    """Per-step pretrained embeddings, each held until the next patch.
+
+    The live path computes a fresh embedding only at the steps in ``patch_steps`` (every
+    ``EMBED_EVERY`` steps, from step 0) and reuses it for the steps in between; this spreads the
+    same values over an offline step axis so training sees exactly what serving sees.
+
+    Parameters
+    ----------
+    patch_steps : np.ndarray
+        ``(k,)`` increasing step numbers at which a patch was embedded; must start at 0 when
+        ``n_steps > 0``.
+    embeddings : np.ndarray
+        ``(k, D)`` embeddings of those patches.
+    n_steps : int
+        Number of steps.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_steps, D)`` float32.
+    """
+    patch_steps = np.asarray(patch_steps)
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if n_steps == 0:
+        return np.zeros((0, embeddings.shape[-1]), np.float32)
+    if len(patch_steps) == 0 or patch_steps[0] != 0:
+        raise ValueError("patch_steps must start at step 0")
+    idx = np.searchsorted(patch_steps, np.arange(n_steps), side="right") - 1
+    return embeddings[idx]

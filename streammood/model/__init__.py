@@ -1,1 +1,0 @@
-"""The mood model: labels, Keras architecture (training only), artifact, LiteRT runtime."""
