@@ -110,28 +110,46 @@ def to_pcm16(y: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(y, dtype=np.float32) * 32768.0, -32768.0, 32767.0).astype(np.int16)
 
 
+_live = 0
+_live_lock = threading.Lock()
+
+
+def live_engines() -> int:
+    """openSMILE engines allocated in this process and not freed yet (a leak check)."""
+    return _live
+
+
 class _Engine:
     """One SMILEapi instance of ``compare_lld.conf`` with frame callbacks on both sinks."""
 
     def __init__(self, stream: bool, on_frame) -> None:
+        global _live
         lib = _lib()
         api = lib.smileapi
         self._api = api
         self._obj = api.smile_new()
         if not self._obj:
             raise RuntimeError("openSMILE: smile_new failed")
-        opts = _options(stream)
-        flat = [str(v).encode() for kv in opts.items() for v in kv]
-        argv = (ctypes.c_char_p * (len(flat) + 1))(*flat, None)
-        self._check(
-            api.smile_initialize(self._obj, str(_CONFIG).encode(), len(opts), argv, 1, 0, 0, None)
-        )
-        # keep the CFUNCTYPE objects referenced for the engine's whole life
-        self._callbacks = []
-        for level, sink in enumerate(_SINKS):
-            cb = lib.ExternalSinkCallbackEx(self._make_callback(level, on_frame))
-            self._callbacks.append(cb)
-            self._check(api.smile_extsink_set_data_callback_ex(self._obj, sink, cb, None))
+        with _live_lock:
+            _live += 1
+        try:
+            opts = _options(stream)
+            flat = [str(v).encode() for kv in opts.items() for v in kv]
+            argv = (ctypes.c_char_p * (len(flat) + 1))(*flat, None)
+            self._check(
+                api.smile_initialize(
+                    self._obj, str(_CONFIG).encode(), len(opts), argv, 1, 0, 0, None
+                )
+            )
+            # keep the CFUNCTYPE objects referenced for the engine's whole life
+            self._callbacks = []
+            for level, sink in enumerate(_SINKS):
+                cb = lib.ExternalSinkCallbackEx(self._make_callback(level, on_frame))
+                self._callbacks.append(cb)
+                self._check(api.smile_extsink_set_data_callback_ex(self._obj, sink, cb, None))
+        except BaseException:
+            self.free()
+            raise
 
     @staticmethod
     def _make_callback(level: int, on_frame):
@@ -177,9 +195,12 @@ class _Engine:
         self._api.smile_abort(self._obj)
 
     def free(self) -> None:
+        global _live
         if self._obj:
             self._api.smile_free(self._obj)
             self._obj = None
+            with _live_lock:
+                _live -= 1
 
     def error_message(self) -> str:
         msg = self._api.smile_error_msg(self._obj)
