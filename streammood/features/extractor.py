@@ -291,26 +291,20 @@ class FeatureSet:
     @classmethod
     def from_steps(cls, steps: Sequence[ModelInputs], emb_dim: int = 0) -> FeatureSet:
         """Stack :class:`ModelInputs` (in order) into arrays (``emb_dim`` sizes an empty set)."""
-        n = len(steps)
+        if not steps:
+            return cls.empty(emb_dim)
         with_patch = [s for s in steps if s.mel_patch is not None]
-
-        def stack(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
-            if not arrays:
-                return np.zeros((0, *shape), np.float32)
-            return np.stack(arrays).astype(np.float32, copy=False)
-
-        return (
-            cls(
-                mfcc=stack([s.mfcc for s in steps], (MFCC_FRAMES, N_MFCC)),
-                lld=stack([s.lld for s in steps], (N_LLD_STATS,)),
-                emb=stack([s.emb for s in steps], (emb_dim,)),
-                t_start=np.array([s.t_start for s in steps], np.float64),
-                seq=np.array([s.seq for s in steps], np.int64),
-                patch_steps=np.array([s.seq for s in with_patch], np.int64),
-                mel_patches=stack([s.mel_patch for s in with_patch], (MEL_PATCH_FRAMES, MEL_BANDS)),
-            )
-            if n
-            else cls.empty(emb_dim)
+        patches = [s.mel_patch for s in with_patch]
+        return cls(
+            mfcc=np.stack([s.mfcc for s in steps]).astype(np.float32, copy=False),
+            lld=np.stack([s.lld for s in steps]).astype(np.float32, copy=False),
+            emb=np.stack([s.emb for s in steps]).astype(np.float32, copy=False),
+            t_start=np.array([s.t_start for s in steps], np.float64),
+            seq=np.array([s.seq for s in steps], np.int64),
+            patch_steps=np.array([s.seq for s in with_patch], np.int64),
+            mel_patches=np.stack(patches).astype(np.float32, copy=False)
+            if patches
+            else np.zeros((0, MEL_PATCH_FRAMES, MEL_BANDS), np.float32),
         )
 
     @classmethod
