@@ -23,11 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from streammood.features.embedding import (  # noqa: E402
-    MSD_MTT_TFLITE,
-    MSD_MTT_VGG_TFLITE,
-    MusicnnEmbedder,
-)
+from research.common import MSD_MTT_TFLITE  # noqa: E402
+from streammood.features.embedding import MSD_MTT_VGG_TFLITE, MusicnnEmbedder  # noqa: E402
 from streammood.layout import EMBED_EVERY, MEL_BANDS, MEL_PATCH_FRAMES  # noqa: E402
 
 CHOICES = {

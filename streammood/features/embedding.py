@@ -19,14 +19,10 @@ MSD_MTT_VGG_TFLITE = (
 )
 """MSD + MTT musicnn and MSD VGG embedder (200 + 200 + 256 = 656 values per patch): the
 product's (see :data:`DEFAULT_TFLITE`)."""
-MSD_MTT_TFLITE = MSD_MTT_VGG_TFLITE.with_name("msd_mtt.tflite")
-"""MSD + MTT musicnn embedder (400 values per patch), for the studies in ``benchmarks/``."""
-MSD_TFLITE = MSD_MTT_VGG_TFLITE.with_name("msd.tflite")
-"""MSD-only embedder (200 values per patch), for the studies in ``benchmarks/``."""
 DEFAULT_TFLITE = MSD_MTT_VGG_TFLITE
 """The embedder the product uses (features, training cache, model artifacts): musicnn MSD + MTT
 and the MSD VGG, two architectures whose embeddings read mood better together than either alone
-(``benchmarks/probe_layers.py``, docs/benchmarks.md)."""
+(``research/probe_layers.py``, docs/benchmarks.md)."""
 
 
 class EmbedderError(StreammoodError):

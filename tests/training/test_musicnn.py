@@ -9,12 +9,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from streammood.features.embedding import (  # noqa: E402
-    MSD_MTT_TFLITE,
-    MSD_MTT_VGG_TFLITE,
-    MSD_TFLITE,
-    MusicnnEmbedder,
-)
+from research.common import MSD_MTT_TFLITE, MSD_TFLITE  # noqa: E402
+from streammood.features.embedding import MSD_MTT_VGG_TFLITE, MusicnnEmbedder  # noqa: E402
 from streammood.training import musicnn  # noqa: E402
 
 pytestmark = pytest.mark.data

@@ -1,24 +1,13 @@
-"""Linear probe: which window statistics should the pooled read-out see?
+"""What the research probes share: paths, the research-only embedders, the 4Q clips and their
+musicnn input, the window statistics of the training cache, and one artist-grouped
+cross-validation loop with its table cell.
 
-The model's pooled branch is a linear read-out of the window's running mean and std of the
-musicnn embedding. This probe asks whether the same statistics of the other per-step features
-would add to it: for the train+validation songs of the training split (split seed 0, the test
-songs are never touched), per window the mean and std over its real steps of
-
-* ``E``: the musicnn embedding (held between patches, as the model sees it),
-* ``L``: the 260 openSMILE LLD statistics,
-* ``M``: the 20 MFCCs (each step's 21 frames averaged),
-
-→ standardise → logistic regression; 5-fold StratifiedGroupKFold by artist, repeated over 3
-seeds; macro-F1 of each repetition's pooled out-of-fold predictions, mean ± sd.
-
-Run: ``.venv/bin/python benchmarks/probe_pooled.py [--data-dir ../shared/data/4q]`` (features
-come from the training cache; a cold cache is extracted first, ~4–7 minutes).
+Nothing in ``streammood`` imports this module; it is the probes' own code.
 """
 
 from __future__ import annotations
 
-import argparse
+import csv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +18,55 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from streammood.layout import MEL_BANDS, MEL_HOP, MEL_N_FFT, MEL_PATCH_FRAMES, MEL_RATE
+
 ROOT = Path(__file__).resolve().parents[1]
+"""The repository root."""
+DATA_DIR = ROOT.parent / "shared" / "data" / "4q"
+"""The 4Q data set (``--data-dir`` default of every probe)."""
+CACHE = ROOT / ".cache"
+"""Where the probes cache their embeddings (beside the training feature cache)."""
+
+MSD_MTT_TFLITE = ROOT / "models" / "musicnn" / "msd_mtt.tflite"
+"""MSD + MTT musicnn embedder (400 values per patch): feature layout v4's, now research only
+(``probe_musicnn``, ``benchmarks/bench_musicnn.py``)."""
+MSD_TFLITE = ROOT / "models" / "musicnn" / "msd.tflite"
+"""MSD-only musicnn embedder (200 values per patch): feature layout v3's, now research only."""
+
+
+# --- the 4Q clips as musicnn sees them --------------------------------------------------------
+
+
+def read_clips(data_dir: Path) -> list[tuple[str, str, int, Path]]:
+    """``(song, artist, quadrant 0..3, path)`` of each clip, sorted by song."""
+    with open(data_dir / "metadata.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    clips = []
+    for row in rows:
+        path = data_dir / row["Quadrant"] / f"{row['Song']}.mp3"
+        if path.is_file():
+            clips.append((row["Song"], row["Artist"], int(row["Quadrant"][1]) - 1, path))
+    return sorted(clips)
+
+
+def log_mel(path: Path) -> np.ndarray:
+    """musicnn's input: ``(frames, 96)`` float32 ``log10(10000 mel + 1)`` at 16 kHz."""
+    import librosa
+
+    y, _ = librosa.load(path, sr=MEL_RATE, mono=True)
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=MEL_RATE, n_fft=MEL_N_FFT, hop_length=MEL_HOP, n_mels=MEL_BANDS, center=False
+    )
+    return np.log10(np.float32(10000) * mel.T.astype(np.float32) + np.float32(1))
+
+
+def patches(logmel: np.ndarray, hop: int) -> np.ndarray:
+    """``(k, 187, 96)`` patches starting every ``hop`` frames."""
+    starts = range(0, logmel.shape[0] - MEL_PATCH_FRAMES + 1, hop)
+    return np.stack([logmel[s : s + MEL_PATCH_FRAMES] for s in starts])
+
+
+# --- window statistics of the training cache ---------------------------------------------------
 
 
 def window_stats(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -62,6 +99,9 @@ def load_seen(data_dir: Path, jobs: int) -> dict[str, np.ndarray]:
     return subset(arrays, seen_idx)
 
 
+# --- one cross-validation loop -----------------------------------------------------------------
+
+
 def cv_macro_f1(
     y: np.ndarray,
     groups: np.ndarray,
@@ -80,11 +120,6 @@ def cv_macro_f1(
     return scores
 
 
-def mean_sd(scores: list[float]) -> str:
-    """``"0.723 ± 0.005"``: a table cell."""
-    return f"{np.mean(scores):.3f} ± {np.std(scores):.3f}"
-
-
 def probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float, seeds: int) -> list[float]:
     """:func:`cv_macro_f1` of standardise → logistic regression (inverse L2 strength ``c``)."""
 
@@ -95,26 +130,6 @@ def probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, c: float, seeds: int
     return cv_macro_f1(y, groups, predict, seeds)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "4q")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=2)
-    args = parser.parse_args()
-
-    seen = load_seen(args.data_dir, args.jobs)
-    parts = feature_stats(seen)
-    print(f"{len(seen['label'])} train+validation songs, {len(set(seen['group']))} artists")
-    print("| features | dims | C=0.003 | C=0.01 | C=0.03 |")
-    print("|---|---|---|---|---|")
-    for combo in ("E", "E+M", "E+L", "E+L+M", "L", "L+M"):
-        x = np.concatenate([parts[k] for k in combo.split("+")], axis=1)
-        cells = [
-            mean_sd(probe(x, seen["label"], seen["group"], c, args.seeds))
-            for c in (0.003, 0.01, 0.03)
-        ]
-        print(f"| {combo} | {x.shape[1]} | " + " | ".join(cells) + " |", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+def mean_sd(scores: list[float]) -> str:
+    """``"0.723 ± 0.005"``: a table cell."""
+    return f"{np.mean(scores):.3f} ± {np.std(scores):.3f}"

@@ -3,76 +3,44 @@ which patch hop.
 
 For every clip of ``../shared/data/4q`` (720): 16 kHz log-mel (the musicnn recipe, float32,
 ``center=False``), patches of 187 frames on a 2 s hop (125 frames, the streaming design's
-``EMBED_EVERY`` = 4 steps) and non-overlapping 3 s patches (187 frames), embedded with the shipped
-LiteRT file (MSD 0..199, MTT 200..399). Embeddings are cached under ``.cache/musicnn-probe/``.
+``EMBED_EVERY`` = 4 steps) and non-overlapping 3 s patches (187 frames), embedded with the
+research LiteRT file ``models/musicnn/msd_mtt.tflite`` (MSD 0..199, MTT 200..399). Embeddings are
+cached under ``.cache/musicnn-probe/``.
 
 Per clip: mean (or mean and std) of the patch embeddings -> standardise -> logistic regression;
 5-fold StratifiedGroupKFold **by artist**, repeated over seeds; macro-F1 of the pooled predictions
 of each repetition, mean and spread over repetitions.
 
-Run: ``.venv/bin/python benchmarks/probe_musicnn.py [--data-dir ../shared/data/4q] [--threads 1]``
+Run: ``.venv/bin/python -m research.probe_musicnn [--data-dir ../shared/data/4q] [--threads 1]``
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import sys
 import time
 from pathlib import Path
 
-import librosa
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from streammood.features.embedding import MSD_MTT_TFLITE, MusicnnEmbedder  # noqa: E402
-from streammood.layout import (  # noqa: E402
-    MEL_BANDS,
-    MEL_HOP,
-    MEL_N_FFT,
-    MEL_PATCH_FRAMES,
-    MEL_RATE,
+from research.common import (
+    CACHE,
+    DATA_DIR,
+    MSD_MTT_TFLITE,
+    log_mel,
+    mean_sd,
+    patches,
+    probe,
+    read_clips,
 )
+from streammood.features.embedding import MusicnnEmbedder
+from streammood.layout import MEL_PATCH_FRAMES
 
 HOPS = {"2s": 125, "3s": MEL_PATCH_FRAMES}
 """Patch hops in mel frames: 2 s (125 frames of 16 ms) and 3 s (non-overlapping)."""
 CS = (0.003, 0.01, 0.03)
 """Inverse L2 strengths of the logistic regression (weak C wins on standardised embeddings)."""
 PARTS = {"MSD": slice(0, 200), "MTT": slice(200, 400), "MSD+MTT": slice(0, 400)}
-
-
-def log_mel(path: Path) -> np.ndarray:
-    """musicnn's input: ``(frames, 96)`` float32 ``log10(10000 mel + 1)`` at 16 kHz."""
-    y, _ = librosa.load(path, sr=MEL_RATE, mono=True)
-    mel = librosa.feature.melspectrogram(y=y, sr=MEL_RATE, n_fft=MEL_N_FFT, hop_length=MEL_HOP,
-                                         n_mels=MEL_BANDS, center=False)
-    return np.log10(np.float32(10000) * mel.T.astype(np.float32) + np.float32(1))
-
-
-def patches(logmel: np.ndarray, hop: int) -> np.ndarray:
-    """``(k, 187, 96)`` patches starting every ``hop`` frames."""
-    starts = range(0, logmel.shape[0] - MEL_PATCH_FRAMES + 1, hop)
-    return np.stack([logmel[s:s + MEL_PATCH_FRAMES] for s in starts])
-
-
-def read_clips(data_dir: Path) -> list[tuple[str, str, int, Path]]:
-    """``(song, artist, quadrant 0..3, path)`` of each clip, sorted by song."""
-    with open(data_dir / "metadata.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    clips = []
-    for row in rows:
-        path = data_dir / row["Quadrant"] / f"{row['Song']}.mp3"
-        if path.is_file():
-            clips.append((row["Song"], row["Artist"], int(row["Quadrant"][1]) - 1, path))
-    return sorted(clips)
 
 
 def embed_all(clips, tflite: Path, cache: Path, threads: int) -> dict[str, dict[str, np.ndarray]]:
@@ -106,23 +74,9 @@ def clip_features(emb: dict[str, dict[str, np.ndarray]], songs, hop: str, part: 
     return np.asarray(rows)
 
 
-def probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seeds, c: float) -> list[float]:
-    """Macro-F1 of 5-fold artist-grouped cross-validation, one value per seed."""
-    scores = []
-    for seed in seeds:
-        pred = np.empty_like(y)
-        for train, test in StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(
-                x, y, groups):
-            clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
-            clf.fit(x[train], y[train])
-            pred[test] = clf.predict(x[test])
-        scores.append(f1_score(y, pred, average="macro"))
-    return scores
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "4q")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--tflite", type=Path, default=MSD_MTT_TFLITE)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, default=3)
@@ -132,7 +86,7 @@ def main() -> None:
 
     clips = read_clips(args.data_dir)
     digest = hashlib.sha256(args.tflite.read_bytes()).hexdigest()[:10]
-    cache = ROOT / ".cache" / "musicnn-probe" / f"{args.tflite.stem}-{digest}"
+    cache = CACHE / "musicnn-probe" / f"{args.tflite.stem}-{digest}"
     if args.cached_only:
         clips = [c for c in clips if (cache / f"{c[0]}.npz").is_file()]
     print(f"{len(clips)} clips, {len({c[1] for c in clips})} artists in {args.data_dir}")
@@ -143,7 +97,6 @@ def main() -> None:
     songs = [c[0] for c in clips]
     y = np.array([c[2] for c in clips])
     groups = np.array([c[1] for c in clips])
-    seeds = range(args.seeds)
     print(f"\nmacro-F1, 5-fold StratifiedGroupKFold by artist, mean ± sd over {args.seeds} seeds")
     print(f"{'hop':<4} {'model':<8} {'pooling':<9} " + " ".join(f"{'C=' + str(c):>13}"
                                                           for c in CS))
@@ -151,10 +104,7 @@ def main() -> None:
         for part in PARTS:
             for pooling in ("mean", "mean+std"):
                 x = clip_features(emb, songs, hop, part, pooling)
-                cells = []
-                for c in CS:
-                    s = probe(x, y, groups, seeds, c)
-                    cells.append(f"{np.mean(s):.3f} ± {np.std(s):.3f}")
+                cells = [mean_sd(probe(x, y, groups, c, args.seeds)) for c in CS]
                 print(f"{hop:<4} {part:<8} {pooling:<9} " + " ".join(f"{c:>13}" for c in cells),
                       flush=True)
 

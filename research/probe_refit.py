@@ -13,7 +13,7 @@ as the model's pooled branch sees it; standardise → logistic regression, C = 0
 and both are scored on the same held-out fold (macro-F1 of the pooled out-of-fold predictions).
 Repeated over ``--seeds`` fold assignments; prints each repetition and the mean gain ± sd.
 
-Run: ``.venv/bin/python benchmarks/probe_refit.py [--seeds 10]`` (features from the training
+Run: ``.venv/bin/python -m research.probe_refit [--seeds 10]`` (features from the training
 cache; a cold cache is extracted first, ~4–7 minutes).
 """
 
@@ -23,14 +23,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from probe_pooled import load_seen, window_stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-ROOT = Path(__file__).resolve().parents[1]
+from research.common import DATA_DIR, load_seen, window_stats
 
 
 def _fit_predict(x, y, tr, va, c: float) -> np.ndarray:
@@ -40,7 +39,7 @@ def _fit_predict(x, y, tr, va, c: float) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "4q")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--c", type=float, default=0.01)
     parser.add_argument("--jobs", type=int, default=2)

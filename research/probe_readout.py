@@ -1,7 +1,7 @@
 """Linear probe: how should the pooled read-out be fitted, and does anything beat it?
 
 The model's pooled branch is a multinomial logistic regression on the window's mean and std of
-the musicnn embedding (``E`` of ``probe_pooled.py``, held between patches as the model sees it).
+the musicnn embedding (``E`` of ``probe_pooled``, held between patches as the model sees it).
 This probe compares other ways of fitting a read-out on the same statistics, touching only the
 train+validation songs of the training split (split seed 0; the test songs are never loaded):
 
@@ -19,14 +19,13 @@ train+validation songs of the training split (split seed 0; the test songs are n
 5-fold StratifiedGroupKFold by artist, repeated over seeds; macro-F1 of each repetition's pooled
 out-of-fold predictions, mean ± sd.
 
-Run: ``.venv/bin/python benchmarks/probe_readout.py [--data-dir ../shared/data/4q] [--seeds 5]``
+Run: ``.venv/bin/python -m research.probe_readout [--data-dir ../shared/data/4q] [--seeds 5]``
 (~10 minutes on two cores; features from the training cache, a cold cache is extracted first).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,13 +34,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from probe_pooled import cv_macro_f1, feature_stats, load_seen, mean_sd  # noqa: E402
-
-from streammood.datasets.csvtable import read_csv_rows  # noqa: E402
-from streammood.runtime.labels import QUADRANTS  # noqa: E402
+from research.common import DATA_DIR, cv_macro_f1, feature_stats, load_seen, mean_sd
+from streammood.datasets.csvtable import read_csv_rows
+from streammood.runtime.labels import QUADRANTS
 
 AROUSAL = np.array([q in ("AP", "AN") for q in QUADRANTS])
 """Per quadrant: high arousal."""
@@ -90,7 +85,7 @@ def readout_f1(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "4q")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()

@@ -7,7 +7,7 @@ the LSTM branch's output layer set to zero (the read-out alone) — and reports 
 quadrant changes (per song: the window's last real step; per step: every real step) and the mean
 total-variation distance between the two probability vectors.
 
-Run: ``.venv/bin/python benchmarks/probe_branches.py [--model models/streammood-4q]
+Run: ``.venv/bin/python -m research.probe_branches [--model models/streammood-4q]
 [--data-dir ../shared/data/4q]`` (~1 minute with a warm feature cache).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from research.common import DATA_DIR, ROOT
 
 
 def compare(full: np.ndarray, alone: np.ndarray) -> tuple[float, float]:
@@ -30,7 +30,7 @@ def compare(full: np.ndarray, alone: np.ndarray) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "streammood-4q")
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "4q")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 

@@ -15,28 +15,21 @@ Only the train+validation songs of split seed 0 are probed (the test songs are n
 5-fold StratifiedGroupKFold by artist, repeated over seeds; macro-F1 of each repetition's pooled
 out-of-fold predictions, mean ± sd.
 
-Run: ``.venv/bin/python benchmarks/probe_layers.py [--data-dir ../shared/data/4q] [--only VGG]``
+Run: ``.venv/bin/python -m research.probe_layers [--data-dir ../shared/data/4q] [--only VGG]``
 (~15–25 minutes cold on two cores, ~15 minutes with the embeddings cached).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from probe_musicnn import log_mel, patches, read_clips  # noqa: E402
-from probe_pooled import mean_sd, probe  # noqa: E402
-
-from streammood.datasets.splits import split_by_group  # noqa: E402
-from streammood.layout import MEL_PATCH_FRAMES  # noqa: E402
+from research.common import CACHE, DATA_DIR, log_mel, mean_sd, patches, probe, read_clips
+from streammood.datasets.splits import split_by_group
+from streammood.layout import MEL_PATCH_FRAMES
 
 LAYERS = {
     "MSD": ("embedding", "pooled", "tags"),
@@ -79,7 +72,7 @@ def embed_all(clips, cache: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "4q")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
         "--only", nargs="+", metavar="SUBSTRING", help="probe only the rows whose name contains one"
@@ -91,7 +84,7 @@ def main() -> None:
     artists = np.array([c[1] for c in clips])
     seen, _ = split_by_group(labels, artists, 0.2, 0)
     clips = [clips[i] for i in seen]
-    cache = ROOT / ".cache" / "musicnn-layers"
+    cache = CACHE / "musicnn-layers"
     cache.mkdir(parents=True, exist_ok=True)
     emb = embed_all(clips, cache)
     y, groups = labels[seen], artists[seen]
