@@ -71,19 +71,19 @@ class Clock:
 
 def streaming(y: np.ndarray, sr: int, block_ms: float) -> tuple[Clock, float, float, list[float]]:
     """Run the live extractor over ``block_ms`` blocks; per-step (500 ms of input) clock of its
-    stages, whole-run CPU and wall seconds, and each step's lag in ms of audio."""
-    import streammood.features.extractor as extractor_module
+    stages, whole-run CPU and wall seconds, and each step's lag in ms of audio.
+
+    The stages are timed by wrapping the extractor's own collaborators (its framer, mel patcher
+    and openSMILE engine, on this instance only); the MFCC block, a pure function called inside
+    the extractor, is timed on the same steps afterwards (:func:`mfcc_steps`)."""
     from streammood.features.extractor import StreamingExtractor
 
     clock = Clock()
     ex = StreamingExtractor(sr)
-    mfcc_block = extractor_module.mfcc_block
-    extractor_module.mfcc_block = lambda *a: clock.time("mfcc", mfcc_block, *a)
     for obj, name, stage in (
         (ex.framer, "push", "resample"),
-        (ex.framer, "flush", "resample"),
+        (ex.framer, "finish", "resample"),
         (ex._mel, "push", "mel"),
-        (ex._mel, "patch", "mel"),
         (ex._smile, "push", "lld"),
     ):
         fn = getattr(obj, name)
@@ -101,9 +101,25 @@ def streaming(y: np.ndarray, sr: int, block_ms: float) -> tuple[Clock, float, fl
         ex.finish()
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     finally:
-        extractor_module.mfcc_block = mfcc_block
         ex.close()
+    for row, mfcc in zip(clock.rows, mfcc_steps(y, sr).rows, strict=False):
+        row.update(mfcc)
     return clock, cpu, wall, lags
+
+
+def mfcc_steps(y: np.ndarray, sr: int) -> Clock:
+    """The streaming MFCC block (``mfcc_block`` on each step and its history), timed per step."""
+    from streammood.audio.framer import frame_signal
+    from streammood.features.mfcc import mfcc_block
+    from streammood.layout import MFCC_HISTORY
+
+    clock = Clock()
+    history = np.zeros(MFCC_HISTORY, np.float32)
+    for step in frame_signal(y, sr):
+        clock.new_step()
+        clock.time("mfcc", mfcc_block, history, step.y22)
+        history = step.y22[-MFCC_HISTORY:]
+    return clock
 
 
 def naive(y: np.ndarray, sr: int, n_steps: int) -> Clock:
