@@ -18,7 +18,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check streammood tests benchmarks
+	$(BIN)/ruff check streammood tests benchmarks research scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
