@@ -92,7 +92,7 @@ def subscribe(
     prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
 ) -> None:
     """Print mood updates as they arrive on Redis."""
-    from streammood.bus.subscriber import mood_line, watch
+    from streammood.console import mood_line, watch
 
     def where(endpoint: object) -> None:
         typer.echo(f"streammood: {endpoint.describe()}", err=True)  # type: ignore[attr-defined]
@@ -205,8 +205,8 @@ def listen(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Tag live audio every 500 ms and publish the mood on Redis."""
-    from streammood.bus.publisher import MoodPublisher
-    from streammood.bus.subscriber import mood_line
+    from streammood.bus.moods import MoodPublisher
+    from streammood.console import listen_line
     from streammood.workers.listen import run_listen
     from streammood.workers.tagging import MoodStage, feature_stage
 
@@ -222,18 +222,8 @@ def listen(
     publisher = MoodPublisher(endpoint.url, prefix, metrics_id=sid)
 
     def show(msg, stats) -> None:
-        if quiet:
-            return
-        trouble = ""
-        if stats.dropped_steps or stats.overflows or stats.dropped_blocks:
-            trouble = (
-                f"  dropped steps {stats.dropped_steps}, audio overflows {stats.overflows}, "
-                f"dropped blocks {stats.dropped_blocks}"
-            )
-        pub = publisher.stats
-        if not pub.connected:
-            trouble += f"  Redis away: {pub.buffered} buffered"
-        typer.echo(mood_line(msg) + trouble)
+        if not quiet:
+            typer.echo(listen_line(msg, stats, publisher.stats))
 
     try:
         with source:
@@ -268,7 +258,7 @@ def capture(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Capture audio and publish feature frames to Redis for 'infer' workers."""
-    from streammood.bus.publisher import FramePublisher
+    from streammood.bus.frames import FramePublisher
     from streammood.workers.capture import run_capture
     from streammood.workers.tagging import feature_stage
 
@@ -306,8 +296,8 @@ def infer(
     """Consume feature frames of all (or some) sources and publish moods; scale by running more."""
     from streammood.bus.connection import connect
     from streammood.bus.embedded import ensure_redis
-    from streammood.bus.publisher import MoodPublisher
-    from streammood.bus.subscriber import mood_line
+    from streammood.bus.moods import MoodPublisher
+    from streammood.console import mood_line
     from streammood.runtime.artifact import load_artifact
     from streammood.workers.infer import run_infer
 

@@ -25,6 +25,7 @@ LAYERS = {
     "training": 7,
     "demo": 8,
     "cli": 9,
+    "console": 9,
     "__main__": 10,
 }
 """Rank of each top-level module or package of ``streammood``, in the order of the flow;

@@ -9,10 +9,9 @@ from collections.abc import Callable
 import numpy as np
 
 from streammood.audio.sources import AudioSource
-from streammood.bus.publisher import FramePublisher
+from streammood.bus.frames import FramePublisher, encode_inputs
 from streammood.features.extractor import ModelInputs
 from streammood.stage import Stage
-from streammood.workers.tagging import encode_inputs
 
 
 def run_capture(

@@ -1,5 +1,5 @@
 """``infer``: feature frames of many sources from Redis → moods on Redis, one model state per
-source. Several workers share the sources (see :mod:`streammood.bus.subscriber`)."""
+source. Several workers share the sources (see :mod:`streammood.bus.frames`)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import redis
 
 from streammood.bus.codec import FrameError
+from streammood.bus.frames import FrameReader, decode_inputs
 from streammood.bus.keys import DEFAULT_PREFIX
-from streammood.bus.publisher import MoodPublisher
+from streammood.bus.moods import MoodPublisher
 from streammood.bus.schema import MoodMessage
-from streammood.bus.subscriber import FrameReader
 from streammood.runtime.artifact import ModelArtifact
 from streammood.runtime.rolling import StepModel
-from streammood.workers.tagging import MoodStage, decode_inputs
+from streammood.workers.tagging import MoodStage
 
 log = logging.getLogger(__name__)
 

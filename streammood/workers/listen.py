@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streammood.audio.sources import AudioSource, FileSource
-from streammood.bus.publisher import MoodPublisher
+from streammood.bus.moods import MoodPublisher
+from streammood.bus.outbox import BoundedQueue
 from streammood.bus.schema import MoodMessage
 from streammood.features.extractor import ModelInputs
 from streammood.stage import Stage
-from streammood.workers.steps import StepQueue
 from streammood.workers.tagging import MoodStage
 
 
@@ -47,7 +47,7 @@ class ListenStats:
 def _feature_loop(
     source: AudioSource,
     stage: Stage[np.ndarray, ModelInputs],
-    queue: StepQueue[ModelInputs],
+    queue: BoundedQueue[ModelInputs],
     stop: threading.Event,
     max_steps: int | None,
     errors: list[Exception],
@@ -113,7 +113,7 @@ def run_listen(
     stop = stop or threading.Event()
     stats = ListenStats()
     lossless = isinstance(source, FileSource) and not source.realtime
-    queue: StepQueue[ModelInputs] = StepQueue(queue_steps, lossless=lossless)
+    queue: BoundedQueue[ModelInputs] = BoundedQueue(queue_steps, lossless=lossless)
     max_steps = None if duration is None else max(0, int(round(duration / 0.5)))
     worker = threading.Thread(
         target=_feature_loop,

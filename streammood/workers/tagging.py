@@ -3,20 +3,16 @@
 :func:`feature_stage` (capture side: the artifact's
 :class:`~streammood.features.extractor.StreamingExtractor`) and :class:`MoodStage` (inference
 side) are plain objects with no I/O; ``listen`` runs them in one process, ``capture``/``infer``
-put a Redis stream of feature frames between them. Same code every way, so the messages are
-identical.
+put a Redis stream of feature frames between them (:mod:`streammood.bus.frames`). Same code
+every way, so the messages are identical.
 """
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
-
-from streammood.bus.codec import FrameError, encode_frame
 from streammood.bus.schema import ModelRef, MoodMessage
 from streammood.features.extractor import ModelInputs, StreamingExtractor
-from streammood.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
 from streammood.runtime.artifact import ModelArtifact
 from streammood.runtime.labels import QUADRANTS
 from streammood.runtime.rolling import MoodRuntime, StepModel
@@ -28,55 +24,6 @@ def feature_stage(
     """The feature stage for ``artifact``: audio blocks at ``sample_rate`` Hz → :class:`ModelInputs`
     with the artifact's embedder (warmed up; close it when done)."""
     return StreamingExtractor(sample_rate, artifact.embedder(num_threads))
-
-
-def encode_inputs(source: str, inputs: ModelInputs, embedder: str) -> bytes:
-    """One feature frame for the bus."""
-    return encode_frame(
-        {
-            "source": source,
-            "seq": inputs.seq,
-            "t_start": inputs.t_start,
-            "t_end": inputs.t_end,
-            "embedder": embedder,
-        },
-        {"mfcc": inputs.mfcc, "lld": inputs.lld, "emb": inputs.emb},
-    )
-
-
-def decode_inputs(
-    header: dict, arrays: dict[str, np.ndarray], embedder: str, emb_dim: int
-) -> ModelInputs:
-    """Check a decoded frame against the model and turn it into :class:`ModelInputs`.
-
-    Raises
-    ------
-    FrameError
-        Wrong embedder, missing array or wrong shape.
-    """
-    if header.get("embedder") != embedder:
-        raise FrameError(
-            f"frame of {header.get('source')} seq {header.get('seq')} was made with embedder "
-            f"{header.get('embedder')!r}, this model uses {embedder!r}"
-        )
-    expected = {"mfcc": (MFCC_FRAMES, N_MFCC), "lld": (N_LLD_STATS,), "emb": (emb_dim,)}
-    for name, shape in expected.items():
-        if name not in arrays:
-            raise FrameError(f"frame seq {header.get('seq')} lacks array {name!r}")
-        if arrays[name].shape != shape:
-            raise FrameError(
-                f"frame seq {header.get('seq')}: {name} has shape {arrays[name].shape}, not {shape}"
-            )
-        if not np.all(np.isfinite(arrays[name])):
-            raise FrameError(f"frame seq {header.get('seq')}: {name} holds NaN or inf")
-    return ModelInputs(
-        int(header["seq"]),
-        float(header["t_start"]),
-        float(header["t_end"]),
-        arrays["mfcc"],
-        arrays["lld"],
-        arrays["emb"],
-    )
 
 
 class MoodStage:

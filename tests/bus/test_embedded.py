@@ -16,7 +16,7 @@ from streammood.bus.embedded import (
     read_state,
     state_file,
 )
-from streammood.bus.publisher import MoodPublisher
+from streammood.bus.moods import MoodPublisher
 from tests.bus.conftest import free_port, make_message
 
 ROOT = Path(__file__).resolve().parents[2]

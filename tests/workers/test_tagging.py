@@ -13,16 +13,16 @@ from streammood.audio.decode import load_audio
 from streammood.audio.framer import n_steps
 from streammood.audio.sources import FileSource
 from streammood.bus.codec import encode_frame
+from streammood.bus.frames import FramePublisher, encode_inputs
 from streammood.bus.keys import Keys
-from streammood.bus.publisher import FramePublisher, MoodPublisher
+from streammood.bus.moods import MoodPublisher
 from streammood.bus.schema import MoodMessage
 from streammood.features.extractor import ModelInputs, extract_stream
 from streammood.workers.analyze import timeline_of_signal
 from streammood.workers.capture import run_capture
 from streammood.workers.infer import run_infer
 from streammood.workers.listen import run_listen
-from streammood.workers.steps import StepQueue
-from streammood.workers.tagging import MoodStage, encode_inputs, feature_stage
+from streammood.workers.tagging import MoodStage, feature_stage
 
 
 def _listen(source, artifact, source_id, publisher, **kwargs):
@@ -242,33 +242,3 @@ def test_inference_behind_drops_oldest_steps_and_counts_them(clip, shipped_model
     assert stats.steps + stats.dropped_steps == 12
     assert seen == sorted(seen) and len(seen) == stats.steps
     assert source.stats.dropped_blocks == 0  # capture never waited on the slow consumer
-
-
-def test_step_queue_policies():
-    q: StepQueue[int] = StepQueue(3)
-    for i in range(5):
-        q.put(i)
-    assert q.dropped == 2 and [q.get(0), q.get(0), q.get(0)] == [2, 3, 4]
-    lossless: StepQueue[int] = StepQueue(2, lossless=True)
-    got: list[int] = []
-    consumer = threading.Thread(target=lambda: got.extend(iter(lambda: lossless.get(2), None)))
-    consumer.start()
-    for i in range(50):
-        lossless.put(i)
-    lossless.close()
-    consumer.join(5)
-    assert got == list(range(50)) and lossless.dropped == 0
-
-
-def test_model_inputs_round_trip_through_a_frame(clip, shipped_model):
-    from streammood.bus.codec import decode_frame
-    from streammood.workers.tagging import decode_inputs
-
-    _, y, sr = clip
-    item = _inputs(shipped_model, y[: sr * 2], sr)[0]
-    ident = shipped_model.embedder_id
-    header, arrays = decode_frame(encode_inputs("s", item, ident))
-    back = decode_inputs(header, arrays, ident, shipped_model.emb_dim)
-    assert isinstance(back, ModelInputs) and back.seq == item.seq
-    for name in ("mfcc", "lld", "emb"):
-        np.testing.assert_array_equal(getattr(back, name), getattr(item, name))

@@ -1,12 +1,18 @@
-"""Publishers that never block the caller and survive Redis outages.
+"""The one bounded queue of the project, and the reconnecting writer built on it.
 
-Both :class:`MoodPublisher` and :class:`FramePublisher` hand items to an :class:`Outbox`: a
-bounded in-memory queue drained by one background thread. The thread writes items in batches
-(one pipeline round trip each), in order. When Redis fails it keeps the items, retries with
-exponential backoff (``backoff_start`` doubling up to ``backoff_max`` seconds) and, once Redis
-answers again, delivers the buffered items in their original order. When the queue is full the
-oldest items are dropped and counted. Delivery is at least once: a batch interrupted mid-write
-may be written again after the reconnect.
+:class:`BoundedQueue` is a FIFO with a bound: when full it drops the **oldest** item and counts it
+(live audio and publishers must never wait), or, in lossless mode, blocks the producer until there
+is room (a file read as fast as possible must lose nothing). ``listen`` hands steps from its
+feature thread to its inference thread through one; every publisher's :class:`Outbox` buffers its
+items in one.
+
+:class:`Outbox` (the base of :class:`~streammood.bus.moods.MoodPublisher` and
+:class:`~streammood.bus.frames.FramePublisher`) never blocks the caller and survives Redis
+outages: one background thread drains the queue in batches (one pipeline round trip each), in
+order. When Redis fails it keeps the items, retries with exponential backoff (``backoff_start``
+doubling up to ``backoff_max`` seconds) and, once Redis answers again, delivers the buffered items
+in their original order. When the queue is full the oldest items are dropped and counted.
+Delivery is at least once: a batch interrupted mid-write may be written again after the reconnect.
 """
 
 from __future__ import annotations
@@ -21,23 +27,159 @@ from typing import Any, Generic, TypeVar
 
 import redis
 
-from streammood.bus.codec import FrameError, decode_frame
 from streammood.bus.connection import connect, describe_client
 from streammood.bus.keys import DEFAULT_PREFIX, Keys, validate_source
-from streammood.bus.schema import MoodMessage
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 DEFAULT_BUFFER = 1_000
-"""Items kept while Redis is away (1 000 steps = 8 min of one source)."""
-DEFAULT_MOOD_MAXLEN = 7_200
-"""Approximate cap of a mood history stream (1 hour of steps)."""
-DEFAULT_FRAME_MAXLEN = 1_200
-"""Approximate cap of a feature-frame stream (10 minutes of steps)."""
+"""Items a publisher keeps while Redis is away (1 000 steps = 8 min of one source)."""
 METRICS_INTERVAL = 1.0
 """Seconds between metrics-hash updates."""
+
+
+class QueueClosedError(RuntimeError):
+    """:meth:`BoundedQueue.put` on a closed queue."""
+
+
+class BoundedQueue(Generic[T]):
+    """Bounded FIFO between producer and consumer threads.
+
+    Parameters
+    ----------
+    maxlen : int
+        Most items held (waiting, plus taken and not yet settled).
+    lossless : bool
+        When full, block the producer; otherwise drop the **oldest** waiting item and count it.
+
+    Notes
+    -----
+    A consumer either takes one item at a time (:meth:`get`), or a batch (:meth:`take`) that
+    stays *held*, counted against the bound, until it is done with (:meth:`settle`) or put back
+    at the front (:meth:`restore`, e.g. after a failed write). :meth:`close` means no more items:
+    producers blocked in :meth:`put` and consumers waiting for items wake up, and the consumer
+    drains what is left.
+    """
+
+    def __init__(self, maxlen: int, *, lossless: bool = False) -> None:
+        if maxlen < 1:
+            raise ValueError("maxlen must be >= 1")
+        self.maxlen = maxlen
+        self.lossless = lossless
+        self._items: deque[T] = deque()
+        self._held = 0
+        self._dropped = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    # -- producer side -----------------------------------------------------------------------
+    def put(self, item: T) -> None:
+        """Append ``item``; when full drop the oldest waiting item (or, lossless, wait for room).
+
+        Raises
+        ------
+        QueueClosedError
+            The queue is closed (also when it closes while this call waits for room).
+        """
+        with self._cond:
+            while self.lossless and self._size() >= self.maxlen and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                raise QueueClosedError("the queue is closed")
+            self._items.append(item)
+            self._trim()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No more items: wake every waiter; :meth:`get` returns ``None`` (and :meth:`take`
+        ``[]``) once the queue is drained."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    # -- consumer side -----------------------------------------------------------------------
+    def get(self, timeout: float | None = None) -> T | None:
+        """The next item; ``None`` when closed and drained, or after ``timeout`` seconds."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
+                return None
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def take(self, n: int, timeout: float | None = None) -> list[T]:
+        """Up to ``n`` items, oldest first, held until :meth:`settle` or :meth:`restore`;
+        ``[]`` when closed and drained, or after ``timeout`` seconds without an item."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
+                return []
+            items = [self._items.popleft() for _ in range(min(n, len(self._items)))]
+            self._held += len(items)
+            return items
+
+    def settle(self, n: int, *, dropped: bool = False) -> None:
+        """``n`` held items are done with; ``dropped``: they were discarded (count them)."""
+        with self._cond:
+            n = min(n, self._held)
+            self._held -= n
+            if dropped:
+                self._dropped += n
+            self._cond.notify_all()
+
+    def restore(self, items: Sequence[T]) -> None:
+        """Put held ``items`` back at the front, in order; the oldest beyond the bound are
+        dropped and counted."""
+        with self._cond:
+            self._held -= min(len(items), self._held)
+            self._items.extendleft(reversed(items))
+            self._trim()
+            self._cond.notify_all()
+
+    def clear(self) -> int:
+        """Discard every waiting item, counted as dropped; returns how many."""
+        with self._cond:
+            n = len(self._items)
+            self._items.clear()
+            self._dropped += n
+            self._cond.notify_all()
+            return n
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until no item is waiting or held; ``False`` if ``timeout`` (s) ran out."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._items and not self._held, timeout)
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def dropped(self) -> int:
+        """Items dropped so far (the oldest, when full; plus those discarded on purpose)."""
+        return self._dropped
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def counts(self) -> tuple[int, int, int]:
+        """``(waiting, held, dropped)``, one consistent snapshot."""
+        with self._cond:
+            return len(self._items), self._held, self._dropped
+
+    def __len__(self) -> int:
+        """Items waiting (held ones not included)."""
+        return len(self._items)
+
+    def _size(self) -> int:
+        return len(self._items) + self._held
+
+    def _trim(self) -> None:
+        """Drop the oldest waiting items beyond the bound (lock held)."""
+        while self._size() > self.maxlen and self._items:
+            self._items.popleft()
+            self._dropped += 1
 
 
 @dataclass
@@ -51,7 +193,8 @@ class PublisherStats:
     buffered : int
         Items waiting (queued or in flight) right now.
     dropped : int
-        Items discarded because the buffer was full (oldest first).
+        Items discarded because the buffer was full (oldest first), rejected by Redis, or still
+        undelivered at close.
     reconnects : int
         Times Redis came back after a failure.
     failures : int
@@ -118,15 +261,11 @@ class Outbox(Generic[T]):
         self._buffer = buffer
         self._batch = batch
         self._backoff = (backoff_start, backoff_max)
-        self._queue: deque[T] = deque()
-        self._inflight = 0
-        self._stats = PublisherStats()
+        self._queue: BoundedQueue[T] = BoundedQueue(buffer)
+        self._stats = PublisherStats()  # published, reconnects, failures, connected
         self._extra: dict[str, Any] = {}
         self._metrics_due = 0.0
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._idle = threading.Condition(self._lock)
-        self._closing = False
+        self._lock = threading.Lock()  # the stats above; taken before the queue's own lock
         self._stop = threading.Event()
         self._deadline = 0.0
         self._thread = threading.Thread(
@@ -136,19 +275,19 @@ class Outbox(Generic[T]):
 
     # -- caller side -------------------------------------------------------------------------
     def _submit(self, item: T) -> None:
-        with self._lock:
-            if self._closing:
-                raise RuntimeError(f"{type(self).__name__} is closed")
-            self._queue.append(item)
-            self._trim()
-            self._wake.notify()
+        try:
+            self._queue.put(item)
+        except QueueClosedError:
+            raise QueueClosedError(f"{type(self).__name__} is closed") from None
 
     @property
     def stats(self) -> PublisherStats:
         """A snapshot of the counters."""
         with self._lock:
             snap = PublisherStats(**asdict(self._stats))
-            snap.buffered = len(self._queue) + self._inflight
+            waiting, held, dropped = self._queue.counts()
+            snap.buffered = waiting + held
+            snap.dropped = dropped
             return snap
 
     def update_metrics(self, **fields: int | float | str) -> None:
@@ -160,31 +299,20 @@ class Outbox(Generic[T]):
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued item is written; ``False`` if ``timeout`` (s) ran out."""
-        end = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while self._queue or self._inflight:
-                left = None if end is None else end - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._idle.wait(left)
-            return True
+        return self._queue.join(timeout)
 
     def close(self, timeout: float = 5.0) -> PublisherStats:
         """Deliver what is queued (for up to ``timeout`` s), stop the thread, return the final
         stats. Items still undelivered at the deadline are counted as dropped."""
         with self._lock:
-            if not self._closing:
-                self._closing = True
+            if not self._queue.closed:
                 self._deadline = time.monotonic() + timeout
                 self._stop.set()
-                self._wake.notify()
+                self._queue.close()
         self._thread.join(timeout + 1.0)
-        with self._lock:
-            lost = len(self._queue)
-            if lost:
-                self._stats.dropped += lost
-                self._queue.clear()
-                log.warning("%s: %d %s undelivered at close", self.where, lost, self.kind)
+        lost = self._queue.clear()
+        if lost:
+            log.warning("%s: %d %s undelivered at close", self.where, lost, self.kind)
         if self._own_client:
             self._client.close()
         return self.stats
@@ -196,12 +324,6 @@ class Outbox(Generic[T]):
         self.close()
 
     # -- background side ---------------------------------------------------------------------
-    def _trim(self) -> None:
-        """Drop the oldest queued items beyond the bound (lock held)."""
-        while len(self._queue) + self._inflight > self._buffer and self._queue:
-            self._queue.popleft()
-            self._stats.dropped += 1
-
     def _write(self, pipe: redis.client.Pipeline, items: Sequence[T]) -> None:
         raise NotImplementedError
 
@@ -209,18 +331,15 @@ class Outbox(Generic[T]):
         delay = self._backoff[0]
         down_since: float | None = None
         while True:
+            queue = self._queue
+            if queue.closed and (not len(queue) or time.monotonic() >= self._deadline):
+                break
+            wait = None
+            if self.metrics_id is not None:
+                with self._lock:
+                    wait = max(0.0, self._metrics_due - time.monotonic())
+            items = queue.take(self._batch, wait)
             with self._lock:
-                while not self._queue and not self._closing:
-                    if self.metrics_id is None:
-                        self._wake.wait()
-                    elif (left := self._metrics_due - time.monotonic()) > 0:
-                        self._wake.wait(left)
-                    else:
-                        break
-                if self._closing and (not self._queue or time.monotonic() >= self._deadline):
-                    break
-                items = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
-                self._inflight = len(items)
                 write_metrics = bool(self.metrics_id) and time.monotonic() >= self._metrics_due
                 extra = dict(self._extra)
             if not items and not write_metrics:
@@ -241,9 +360,7 @@ class Outbox(Generic[T]):
                 with self._lock:
                     self._stats.failures += 1
                     self._stats.connected = False
-                    self._queue.extendleft(reversed(items))
-                    self._inflight = 0
-                    self._trim()
+                    queue.restore(items)
                     self._metrics_due = 0.0
                 if down_since is None:
                     down_since = time.monotonic()
@@ -262,14 +379,11 @@ class Outbox(Generic[T]):
                 continue
             except Exception as exc:  # a rejected command or a bug: not an outage, never fatal
                 log.error("Redis at %s rejected %d %s: %s", self.where, len(items), self.kind, exc)
-                with self._lock:
-                    self._stats.dropped += len(items)
-                    self._inflight = 0
-                    self._idle.notify_all()
+                queue.settle(len(items), dropped=True)
                 continue
             with self._lock:
                 self._stats.published += len(items)
-                self._inflight = 0
+                queue.settle(len(items))
                 if down_since is not None:
                     self._stats.reconnects += 1
                     self._stats.connected = True
@@ -277,7 +391,7 @@ class Outbox(Generic[T]):
                         "Redis at %s is back after %.1f s; %d %s dropped so far",
                         self.where,
                         time.monotonic() - down_since,
-                        self._stats.dropped,
+                        queue.dropped,
                         self.kind,
                     )
                     down_since = None
@@ -285,10 +399,6 @@ class Outbox(Generic[T]):
                     self._metrics_due = 0.0
                 elif write_metrics:
                     self._metrics_due = time.monotonic() + METRICS_INTERVAL
-                if not self._queue:
-                    self._idle.notify_all()
-        with self._lock:
-            self._idle.notify_all()
         if self.metrics_id:
             try:
                 pipe = self._client.pipeline(transaction=False)
@@ -310,105 +420,3 @@ class Outbox(Generic[T]):
             **extra,
         }
         pipe.hset(self.keys.metrics(self.metrics_id), mapping=fields)
-
-
-class MoodPublisher(Outbox[MoodMessage]):
-    """Publish mood messages: PUBLISH on ``{prefix}:mood`` and XADD (field ``json``) to the
-    capped stream ``{prefix}:mood:{source}``.
-
-    Parameters
-    ----------
-    client_or_url, prefix, buffer, batch, metrics_id, backoff_start, backoff_max
-        See :class:`Outbox`.
-    maxlen : int
-        Approximate cap of each history stream (``XADD MAXLEN ~``).
-    """
-
-    kind = "moods"
-
-    def __init__(
-        self,
-        client_or_url: redis.Redis | str,
-        prefix: str = DEFAULT_PREFIX,
-        *,
-        maxlen: int = DEFAULT_MOOD_MAXLEN,
-        **kwargs: Any,
-    ) -> None:
-        self.maxlen = maxlen
-        super().__init__(client_or_url, prefix, **kwargs)
-
-    def publish(self, msg: MoodMessage) -> None:
-        """Queue one message (returns at once; never raises on Redis trouble)."""
-        if not isinstance(msg, MoodMessage):
-            raise TypeError(f"expected a MoodMessage, got {type(msg).__name__}")
-        self._submit(msg)
-
-    def _write(self, pipe: redis.client.Pipeline, items: Sequence[MoodMessage]) -> None:
-        channel = self.keys.mood_channel
-        for msg in items:
-            text = msg.to_json()
-            pipe.publish(channel, text)
-            pipe.xadd(
-                self.keys.mood_stream(msg.source),
-                {"json": text},
-                maxlen=self.maxlen,
-                approximate=True,
-            )
-        pipe.sadd(self.keys.mood_sources, *{m.source for m in items})
-
-
-class FramePublisher(Outbox[tuple[str, bytes]]):
-    """Publish encoded feature frames: XADD (field ``frame``) to the capped stream
-    ``{prefix}:frames:{source}``.
-
-    Parameters
-    ----------
-    client_or_url, prefix, buffer, batch, metrics_id, backoff_start, backoff_max
-        See :class:`Outbox`.
-    maxlen : int
-        Approximate cap of each frame stream.
-    """
-
-    kind = "frames"
-    _RESET = b""
-
-    def __init__(
-        self,
-        client_or_url: redis.Redis | str,
-        prefix: str = DEFAULT_PREFIX,
-        *,
-        maxlen: int = DEFAULT_FRAME_MAXLEN,
-        **kwargs: Any,
-    ) -> None:
-        self.maxlen = maxlen
-        super().__init__(client_or_url, prefix, **kwargs)
-
-    def begin(self, source: str) -> None:
-        """Start a new session of ``source``: queue the deletion of its old frames and cursor,
-        so that ``infer`` workers start it from its first new frame."""
-        self._submit((validate_source(source), self._RESET))
-
-    def publish(self, frame: bytes, source: str | None = None) -> None:
-        """Queue one frame made by :func:`~streammood.bus.codec.encode_frame` (returns at
-        once; never raises on Redis trouble). ``source`` defaults to the frame header's."""
-        if not isinstance(frame, bytes) or not frame:
-            raise TypeError("expected the bytes of an encoded frame")
-        if source is None:
-            try:
-                source = decode_frame(frame)[0]["source"]
-            except FrameError as exc:
-                raise FrameError(f"refusing to publish a malformed frame: {exc}") from None
-        self._submit((validate_source(source), frame))
-
-    def _write(self, pipe: redis.client.Pipeline, items: Sequence[tuple[str, bytes]]) -> None:
-        for source, frame in items:
-            if frame is self._RESET or not frame:
-                pipe.delete(self.keys.frames_stream(source), self.keys.cursor(source))
-                continue
-            pipe.xadd(
-                self.keys.frames_stream(source),
-                {"frame": frame},
-                maxlen=self.maxlen,
-                approximate=True,
-            )
-        pipe.sadd(self.keys.frame_sources, *{s for s, _ in items})

@@ -1,4 +1,6 @@
-"""Reading the bus: mood messages (history + live) and feature frames (shared among workers).
+"""Feature frames on Redis, capture → infer: the model inputs of one step as a frame, the
+publisher that appends frames to a source's stream, and the reader that shares the sources among
+``infer`` workers.
 
 Scaling out ``infer``
 ---------------------
@@ -18,147 +20,138 @@ publishes afterwards equal those the old owner would have published.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import redis
 
-from streammood.bus.codec import FrameError, decode_frame
+from streammood.bus.codec import FrameError, decode_frame, encode_frame
 from streammood.bus.keys import DEFAULT_PREFIX, Keys, SourceIdError, validate_source
-from streammood.bus.schema import MessageError, MoodMessage
+from streammood.bus.outbox import Outbox
+from streammood.features.extractor import ModelInputs
+from streammood.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
 
 log = logging.getLogger(__name__)
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, n = entry_id.partition("-")
-    return int(ms), int(n or 0)
+DEFAULT_FRAME_MAXLEN = 1_200
+"""Approximate cap of a feature-frame stream (10 minutes of steps)."""
 
 
-def _parse_mood(raw: Any, where: str) -> MoodMessage | None:
-    try:
-        return MoodMessage.from_json(raw)
-    except MessageError as exc:
-        log.warning("skipping malformed mood message from %s: %s", where, exc)
-        return None
-
-
-def read_history(
-    client: redis.Redis, prefix: str = DEFAULT_PREFIX, source: str | None = None, count: int = 10
-) -> list[MoodMessage]:
-    """The last ``count`` mood messages of ``source`` (or of all sources, merged by stream
-    time), oldest first. Malformed entries are logged and skipped."""
-    keys = Keys(prefix)
-    if count <= 0:
-        return []
-    sources = (
-        [validate_source(source)]
-        if source
-        else sorted(_text(s) for s in client.smembers(keys.mood_sources))
+# -- model inputs <-> frame -----------------------------------------------------------------
+def encode_inputs(source: str, inputs: ModelInputs, embedder: str) -> bytes:
+    """One feature frame for the bus."""
+    return encode_frame(
+        {
+            "source": source,
+            "seq": inputs.seq,
+            "t_start": inputs.t_start,
+            "t_end": inputs.t_end,
+            "embedder": embedder,
+        },
+        {"mfcc": inputs.mfcc, "lld": inputs.lld, "emb": inputs.emb},
     )
-    entries: list[tuple[tuple[int, int], MoodMessage]] = []
-    for src in sources:
-        try:
-            stream = keys.mood_stream(src)
-        except SourceIdError:
-            continue
-        for entry_id, fields in client.xrevrange(stream, count=count):
-            msg = _parse_mood(fields.get(b"json"), stream)
-            if msg is not None:
-                entries.append((_id_key(_text(entry_id)), msg))
-    entries.sort(key=lambda e: e[0])
-    return [m for _, m in entries[-count:]]
 
 
-def subscribe_moods(
-    client: redis.Redis,
-    prefix: str = DEFAULT_PREFIX,
-    source: str | None = None,
-    history: int = 0,
-    *,
-    idle_timeout: float | None = None,
-    stop: threading.Event | None = None,
-) -> Iterator[MoodMessage]:
-    """Mood messages as they arrive: first the last ``history`` from the stream(s), then live.
+def decode_inputs(
+    header: dict, arrays: dict[str, np.ndarray], embedder: str, emb_dim: int
+) -> ModelInputs:
+    """Check a decoded frame against the model and turn it into :class:`ModelInputs`.
+
+    Raises
+    ------
+    FrameError
+        Wrong embedder, missing array or wrong shape.
+    """
+    if header.get("embedder") != embedder:
+        raise FrameError(
+            f"frame of {header.get('source')} seq {header.get('seq')} was made with embedder "
+            f"{header.get('embedder')!r}, this model uses {embedder!r}"
+        )
+    expected = {"mfcc": (MFCC_FRAMES, N_MFCC), "lld": (N_LLD_STATS,), "emb": (emb_dim,)}
+    for name, shape in expected.items():
+        if name not in arrays:
+            raise FrameError(f"frame seq {header.get('seq')} lacks array {name!r}")
+        if arrays[name].shape != shape:
+            raise FrameError(
+                f"frame seq {header.get('seq')}: {name} has shape {arrays[name].shape}, not {shape}"
+            )
+        if not np.all(np.isfinite(arrays[name])):
+            raise FrameError(f"frame seq {header.get('seq')}: {name} holds NaN or inf")
+    return ModelInputs(
+        int(header["seq"]),
+        float(header["t_start"]),
+        float(header["t_end"]),
+        arrays["mfcc"],
+        arrays["lld"],
+        arrays["emb"],
+    )
+
+
+# -- publishing -----------------------------------------------------------------------------
+class FramePublisher(Outbox[tuple[str, bytes]]):
+    """Publish encoded feature frames: XADD (field ``frame``) to the capped stream
+    ``{prefix}:frames:{source}``.
 
     Parameters
     ----------
-    client : redis.Redis
-        Connection (see :func:`~streammood.bus.connection.connect`).
-    prefix : str
-        Key prefix.
-    source : str or None
-        Only this source; ``None``: all.
-    history : int
-        Replay this many past messages first (oldest first).
-    idle_timeout : float or None
-        End the iteration after this many seconds without a message; ``None``: never.
-    stop : threading.Event or None
-        End the iteration when set (checked every 0.5 s).
-
-    Yields
-    ------
-    MoodMessage
-        Valid messages; malformed ones are logged with the reason and skipped. If the
-        connection drops, the subscription is re-established (with backoff) and iteration
-        goes on.
+    client_or_url, prefix, buffer, batch, metrics_id, backoff_start, backoff_max
+        See :class:`~streammood.bus.outbox.Outbox`.
+    maxlen : int
+        Approximate cap of each frame stream.
     """
-    keys = Keys(prefix)
-    if source is not None:
-        validate_source(source)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    try:
-        pubsub.subscribe(keys.mood_channel)  # before the history read: no gap between the two
-        seen: set[tuple[str, int, float]] = set()
-        for msg in read_history(client, prefix, source, history):
-            seen.add((msg.source, msg.seq, msg.emitted_at))
-            yield msg
-        last = time.monotonic()
-        delay = 0.1
-        while stop is None or not stop.is_set():
-            poll = 0.5
-            if idle_timeout is not None:
-                poll = min(poll, max(0.0, last + idle_timeout - time.monotonic()))
-            try:
-                item = pubsub.get_message(timeout=poll)
-                delay = 0.1
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                log.warning(
-                    "mood subscription lost (%s); retrying in %.1f s", exc.__class__.__name__, delay
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                item = None
-            if item is not None and item.get("type") == "message":
-                msg = _parse_mood(item["data"], keys.mood_channel)
-                if msg is None or (source is not None and msg.source != source):
-                    continue
-                if seen:
-                    key = (msg.source, msg.seq, msg.emitted_at)
-                    if key in seen:
-                        seen.discard(key)
-                        continue
-                last = time.monotonic()
-                yield msg
-            elif idle_timeout is not None and time.monotonic() - last >= idle_timeout:
-                return
-    finally:
-        with contextlib.suppress(redis.exceptions.RedisError):
-            pubsub.close()
+
+    kind = "frames"
+    _RESET = b""
+
+    def __init__(
+        self,
+        client_or_url: redis.Redis | str,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        maxlen: int = DEFAULT_FRAME_MAXLEN,
+        **kwargs: Any,
+    ) -> None:
+        self.maxlen = maxlen
+        super().__init__(client_or_url, prefix, **kwargs)
+
+    def begin(self, source: str) -> None:
+        """Start a new session of ``source``: queue the deletion of its old frames and cursor,
+        so that ``infer`` workers start it from its first new frame."""
+        self._submit((validate_source(source), self._RESET))
+
+    def publish(self, frame: bytes, source: str) -> None:
+        """Queue one frame of ``source`` (made by :func:`encode_inputs` or
+        :func:`~streammood.bus.codec.encode_frame`; not decoded here) for the source's stream.
+        Returns at once; never raises on Redis trouble."""
+        if not isinstance(frame, bytes) or not frame:
+            raise TypeError("expected the bytes of an encoded frame")
+        self._submit((validate_source(source), frame))
+
+    def _write(self, pipe: redis.client.Pipeline, items: Sequence[tuple[str, bytes]]) -> None:
+        for source, frame in items:
+            if frame is self._RESET or not frame:
+                pipe.delete(self.keys.frames_stream(source), self.keys.cursor(source))
+                continue
+            pipe.xadd(
+                self.keys.frames_stream(source),
+                {"frame": frame},
+                maxlen=self.maxlen,
+                approximate=True,
+            )
+        pipe.sadd(self.keys.frame_sources, *{s for s, _ in items})
+
+
+# -- reading --------------------------------------------------------------------------------
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -425,46 +418,3 @@ class FrameReader:
         self._pending_ack.pop(src, None)
         self._replay = [f for f in self._replay if f.source != src]
         self._released.add(src)
-
-
-def mood_line(msg: MoodMessage) -> str:
-    """A compact one-line rendering: stream time, source, quadrant, valence, arousal, window."""
-    clock = time.strftime("%H:%M:%S", time.localtime(msg.emitted_at))
-    return (
-        f"{clock}  {msg.source:<16} t={msg.t_end:8.1f}s  {msg.quadrant}  "
-        f"v={msg.valence:+.2f}  a={msg.arousal:+.2f}  p={msg.probs[msg.quadrant]:.2f}  "
-        f"[{msg.window_steps} steps]"
-    )
-
-
-def watch(
-    redis_url: str | None = None,
-    source: str | None = None,
-    history: int = 0,
-    count: int | None = None,
-    prefix: str = DEFAULT_PREFIX,
-    idle_timeout: float | None = None,
-    on_endpoint: Any = None,
-) -> Iterator[MoodMessage]:
-    """What ``streammood subscribe`` shows: find Redis (configured URL, the default address, or
-    a running embedded server), then yield mood messages (history first), at most ``count``.
-
-    ``on_endpoint`` is called with the :class:`~streammood.bus.embedded.RedisEndpoint` found
-    (e.g. to print where Redis is).
-    """
-    from streammood.bus.connection import connect
-    from streammood.bus.embedded import ensure_redis
-
-    endpoint = ensure_redis(redis_url, start=False)
-    if on_endpoint is not None:
-        on_endpoint(endpoint)
-    client = connect(endpoint.url)
-    try:
-        for n, msg in enumerate(
-            subscribe_moods(client, prefix, source, history, idle_timeout=idle_timeout), 1
-        ):
-            yield msg
-            if count is not None and n >= count:
-                return
-    finally:
-        client.close()

@@ -1,0 +1,145 @@
+import logging
+import threading
+import time
+
+import pytest
+import redis
+
+from streammood.bus.keys import Keys
+from streammood.bus.moods import MoodPublisher, read_history, subscribe_moods
+from streammood.bus.schema import MoodMessage
+from tests.bus.conftest import make_message
+
+
+def _history(client: redis.Redis, key: str) -> list[MoodMessage]:
+    return [MoodMessage.from_json(f[b"json"]) for _, f in client.xrange(key)]
+
+
+def _publish(url, prefix, messages):
+    with MoodPublisher(url, prefix) as pub:
+        for m in messages:
+            pub.publish(m)
+
+
+def _collect(client, prefix, n, **kwargs):
+    """Subscribe in a thread; return (result list, thread)."""
+    out: list = []
+
+    def run():
+        it = subscribe_moods(client, prefix, idle_timeout=3.0, **kwargs)
+        for msg in it:
+            out.append(msg)
+            if len(out) >= n:
+                break
+
+    t = threading.Thread(target=run)
+    t.start()
+    return out, t
+
+
+# -- publishing -----------------------------------------------------------------------------
+
+def test_messages_reach_channel_stream_sources_and_metrics(redis_namespace):
+    url, prefix = redis_namespace
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.mood_channel)
+    pub = MoodPublisher(url, prefix, metrics_id="src1")
+    sent = [make_message("src1", i) for i in range(20)] + [make_message("src2", 0)]
+    for msg in sent:
+        pub.publish(msg)
+    assert pub.flush(5.0)
+    stats = pub.close()
+    assert (stats.published, stats.dropped, stats.buffered) == (21, 0, 0)
+    live = []
+    deadline = time.monotonic() + 5
+    while len(live) < len(sent) and time.monotonic() < deadline:
+        if (item := pubsub.get_message(timeout=0.5)) is not None:
+            live.append(MoodMessage.from_json(item["data"]))
+    assert live == sent
+    assert _history(client, keys.mood_stream("src1")) == sent[:20]
+    assert _history(client, keys.mood_stream("src2")) == sent[20:]
+    assert client.smembers(keys.mood_sources) == {b"src1", b"src2"}
+    metrics = client.hgetall(keys.metrics("src1"))
+    assert int(metrics[b"moods_published"]) == 21 and int(metrics[b"moods_dropped"]) == 0
+    pubsub.close()
+
+
+def test_history_stream_is_capped(redis_namespace):
+    url, prefix = redis_namespace
+    client = redis.Redis.from_url(url)
+    with MoodPublisher(client, prefix, maxlen=100) as pub:
+        for i in range(1000):
+            pub.publish(make_message("capped", i))
+    length = client.xlen(Keys(prefix).mood_stream("capped"))
+    assert 100 <= length < 300  # MAXLEN ~ trims whole macro nodes
+
+
+def test_publish_rejects_what_is_not_a_message(redis_namespace):
+    url, prefix = redis_namespace
+    with MoodPublisher(url, prefix) as pub, pytest.raises(TypeError):
+        pub.publish({"valence": 0})
+
+
+# -- history and subscription ---------------------------------------------------------------
+
+def test_history_replay_then_live_with_source_filter(redis_namespace):
+    url, prefix = redis_namespace
+    client = redis.Redis.from_url(url)
+    old = [make_message("a", i) for i in range(5)] + [make_message("b", i) for i in range(3)]
+    _publish(url, prefix, old)
+    assert [m.seq for m in read_history(client, prefix, "a", 3)] == [2, 3, 4]
+    assert len(read_history(client, prefix, None, 100)) == 8
+
+    out, t = _collect(client, prefix, 5, source="a", history=2)
+    time.sleep(0.3)  # subscribed
+    _publish(url, prefix, [make_message("b", 3), make_message("a", 5), make_message("a", 6),
+                           make_message("a", 7)])
+    t.join(10)
+    assert [(m.source, m.seq) for m in out] == [("a", 3), ("a", 4), ("a", 5), ("a", 6), ("a", 7)]
+
+
+def test_malformed_messages_are_logged_and_skipped(redis_namespace, caplog):
+    url, prefix = redis_namespace
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(url)
+    client.xadd(keys.mood_stream("a"), {"json": b'{"schema":"1"}'})
+    client.sadd(keys.mood_sources, "a", "bad source")
+    _publish(url, prefix, [make_message("a", 1)])
+    with caplog.at_level(logging.WARNING, logger="streammood.bus.moods"):
+        assert [m.seq for m in read_history(client, prefix, None, 10)] == [1]
+        out, t = _collect(client, prefix, 1)
+        time.sleep(0.3)
+        client.publish(keys.mood_channel, b"\xff not json")
+        client.publish(keys.mood_channel, b'{"schema":"1","source":"a"}')
+        _publish(url, prefix, [make_message("a", 2)])
+        t.join(10)
+    assert [m.seq for m in out] == [2]
+    reasons = " ".join(r.getMessage() for r in caplog.records)
+    assert "lacks field" in reasons and "not valid JSON" in reasons
+
+
+def test_idle_timeout_ends_iteration(redis_namespace):
+    url, prefix = redis_namespace
+    t0 = time.monotonic()
+    assert list(subscribe_moods(redis.Redis.from_url(url), prefix, idle_timeout=0.3)) == []
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_subscription_survives_a_redis_restart(redis_server):
+    from streammood.bus.connection import connect
+
+    client = connect(redis_server.url, timeout=1.0)
+    out, t = _collect(client, "restart", 2)
+    time.sleep(0.3)
+    _publish(redis_server.url, "restart", [make_message("a", 1)])
+    redis_server.stop()
+    time.sleep(0.5)
+    redis_server.start()
+    end = time.monotonic() + 10
+    while t.is_alive() and time.monotonic() < end:  # until it has re-subscribed
+        _publish(redis_server.url, "restart", [make_message("a", 2)])
+        time.sleep(0.2)
+    t.join(5)
+    assert [m.seq for m in out] == [1, 2]
