@@ -1,1 +1,3 @@
-"""The Redis contract: mood messages, feature-frame codec, publisher/subscriber, embedded server."""
+"""The Redis contract and its clients: mood messages (schema, publish, history, subscribe),
+feature frames (codec, publisher, reader with leases), the bounded outbox, connections and the
+embedded server."""
