@@ -123,7 +123,7 @@ REDIS_HELP = (
     "Redis URL, e.g. redis://:PASSWORD@host:6379/0 (default: $STREAMMOOD_REDIS_URL, then "
     "127.0.0.1:6379, then an embedded server)."
 )
-MODEL_HELP = "Model artifact folder (default: the shipped model in models/)."
+MODEL_HELP = "Model artifact folder (default: $STREAMMOOD_MODEL, else the shipped model)."
 
 
 def _setup_logging(verbose: bool = False) -> None:

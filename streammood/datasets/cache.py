@@ -81,8 +81,9 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def default_embedder_model() -> Path | None:
-    """The product's pretrained embedder (:data:`~streammood.features.embedding.DEFAULT_TFLITE`),
-    or None when it is not there."""
+    """The product's pretrained embedder (:data:`~streammood.features.embedding.DEFAULT_TFLITE`,
+    the shipped model's ``embedder.tflite``: caches hold what serving computes), or None when it
+    is not there."""
     from streammood.features.embedding import DEFAULT_TFLITE
 
     return DEFAULT_TFLITE if DEFAULT_TFLITE.is_file() else None

@@ -6,6 +6,7 @@ module needs only ``ai_edge_litert`` and NumPy, so the serving path never import
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,16 @@ from streammood.layout import MEL_BANDS, MEL_PATCH_FRAMES
 MSD_MTT_VGG_TFLITE = (
     Path(__file__).resolve().parents[2] / "models" / "musicnn" / "msd_mtt_vgg.tflite"
 )
-"""MSD + MTT musicnn and MSD VGG embedder (200 + 200 + 256 = 656 values per patch): the
-product's (see :data:`DEFAULT_TFLITE`)."""
-DEFAULT_TFLITE = MSD_MTT_VGG_TFLITE
-"""The embedder the product uses (features, training cache, model artifacts): musicnn MSD + MTT
+"""MSD + MTT musicnn and MSD VGG embedder (200 + 200 + 256 = 656 values per patch), as exported:
+the same bytes as the shipped model's (:data:`DEFAULT_TFLITE`)."""
+_SHIPPED_MODEL = Path(str(files("streammood"))) / "models" / "streammood-4q"  # an installed wheel
+DEFAULT_TFLITE = (
+    _SHIPPED_MODEL
+    if _SHIPPED_MODEL.is_dir()
+    else Path(__file__).resolve().parents[2] / "models" / "streammood-4q"  # checkout, editable
+) / "embedder.tflite"
+"""The embedder the product uses (features, training cache, model artifacts): the shipped model's
+(the folder :func:`streammood.runtime.artifact.shipped_model_dir` finds), musicnn MSD + MTT
 and the MSD VGG, two architectures whose embeddings read mood better together than either alone
 (``research/probe_layers.py``, docs/benchmarks.md)."""
 

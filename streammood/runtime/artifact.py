@@ -9,7 +9,11 @@ Layout::
     norm.npz          feature normalisation statistics from training (also baked into the models)
     keras/member*.keras   the Keras window models, for further training and evaluation
 
-Loading imports no TensorFlow.
+Loading imports no TensorFlow. The Keras members are for training only: a copy without them (the
+installed package's, which carries the serving files alone) still loads and verifies.
+
+Which model serves (:func:`resolve_model_dir`): ``--model`` (the ``path`` argument), else
+``$STREAMMOOD_MODEL``, else the shipped model (:func:`shipped_model_dir`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +33,35 @@ from streammood.layout import FEATURE_VERSION
 ARTIFACT_FORMAT = "streammood-model"
 ARTIFACT_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "streammood-4q"
+SHIPPED_MODEL = "streammood-4q"
+"""Folder name of the shipped model (``models/streammood-4q`` in the repository)."""
 MODEL_ENV = "STREAMMOOD_MODEL"
 """Environment variable naming the default model folder (e.g. in a container image)."""
 
 
 class ModelError(StreammoodError):
     """A model artifact is missing, corrupt or built for other features."""
+
+
+def shipped_model_dir() -> Path:
+    """The shipped model's folder: the installed package's copy, ``streammood/models/streammood-4q``
+    (``pyproject.toml`` maps the repository's ``models/`` there, serving files only), found with
+    :mod:`importlib.resources`; in an editable install or a source checkout, where the package
+    folder has no ``models/``, the repository's ``models/streammood-4q``."""
+    package_copy = Path(str(resources.files("streammood").joinpath("models", SHIPPED_MODEL)))
+    if package_copy.is_dir():
+        return package_copy
+    return Path(__file__).resolve().parents[2] / "models" / SHIPPED_MODEL
+
+
+def resolve_model_dir(path: str | Path | None = None) -> tuple[Path, str]:
+    """``(folder, where it came from)`` of the model to load: ``path`` (``--model``), else
+    ``$STREAMMOOD_MODEL``, else :func:`shipped_model_dir`; empty strings count as unset."""
+    if path is not None and str(path) != "":
+        return Path(path), "--model"
+    if env := os.environ.get(MODEL_ENV):
+        return Path(env), f"${MODEL_ENV}"
+    return shipped_model_dir(), "the shipped model"
 
 
 def sha256_of(path: Path) -> str:
@@ -105,7 +132,21 @@ class ModelArtifact:
         return embedder
 
     def keras_members(self) -> list[Path]:
-        return [self.path / p for p in self.manifest.get("keras_members", [])]
+        """The Keras window models (training and evaluation only).
+
+        Raises
+        ------
+        ModelError
+            This copy leaves them out (the installed package ships the serving files only).
+        """
+        members = [self.path / p for p in self.manifest.get("keras_members", [])]
+        if missing := [p for p in members if not p.is_file()]:
+            raise ModelError(
+                f"{self.path}: no Keras member {missing[0].relative_to(self.path)} in this copy "
+                "(an installed package carries the serving files only); use the repository's "
+                f"models/{SHIPPED_MODEL} or the training output folder"
+            )
+        return members
 
 
 def write_manifest(path: Path, manifest: dict[str, Any], files: dict[str, str]) -> None:
@@ -121,7 +162,9 @@ def write_manifest(path: Path, manifest: dict[str, Any], files: dict[str, str]) 
 
 
 def load_artifact(path: str | Path | None = None, *, verify: bool = True) -> ModelArtifact:
-    """Read and check an artifact folder (default: ``$STREAMMOOD_MODEL``, else the shipped model).
+    """Read and check an artifact folder (default: ``$STREAMMOOD_MODEL``, else the shipped model;
+    see :func:`resolve_model_dir`). Every file the manifest lists must be there with its checksum,
+    except the Keras members (training only), which are checked when present.
 
     Raises
     ------
@@ -129,14 +172,13 @@ def load_artifact(path: str | Path | None = None, *, verify: bool = True) -> Mod
         No manifest, not a streammood model, a different feature-layout version, a missing
         file or one whose checksum differs (corrupt or edited).
     """
-    if path is None:
-        path = os.environ.get(MODEL_ENV) or SHIPPED_MODEL_DIR
-    folder = Path(path)
+    folder, source = resolve_model_dir(path)
     if folder.is_file() and folder.name == MANIFEST:
         folder = folder.parent
     manifest_path = folder / MANIFEST
     if not folder.is_dir():
-        raise ModelError(f"{folder}: no such model folder")
+        hint = "" if source == "--model" else f" ({source})"
+        raise ModelError(f"{folder}: no such model folder{hint}")
     if not manifest_path.is_file():
         raise ModelError(f"{folder}: not a streammood model (no {MANIFEST})")
     try:
@@ -157,8 +199,11 @@ def load_artifact(path: str | Path | None = None, *, verify: bool = True) -> Mod
             f"{folder}: model built for feature layout v{manifest.get('feature_version')}, "
             f"this streammood computes v{FEATURE_VERSION}; retrain or use a matching release"
         )
+    training_only = set(manifest.get("keras_members", []))
     for key, entry in manifest.get("files", {}).items():
         file = folder / entry["path"]
+        if not file.is_file() and entry["path"] in training_only:
+            continue  # a serving copy (the installed package's): keras_members() says so
         if not file.is_file():
             raise ModelError(f"{folder}: missing file {entry['path']} ({key})")
         if verify and sha256_of(file) != entry["sha256"]:

@@ -78,3 +78,43 @@ def test_missing_file_is_named(artifact_copy):
     (artifact_copy / "embedder.tflite").unlink()
     with pytest.raises(ModelError, match="missing file embedder.tflite"):
         load_artifact(artifact_copy)
+
+
+def test_model_search_order(monkeypatch, tmp_path):
+    """``--model``, then ``$STREAMMOOD_MODEL``, then the shipped model; empty counts as unset."""
+    from streammood.runtime.artifact import MODEL_ENV, resolve_model_dir, shipped_model_dir
+
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert resolve_model_dir() == (shipped_model_dir(), "the shipped model")
+    monkeypatch.setenv(MODEL_ENV, "")
+    assert resolve_model_dir("")[0] == shipped_model_dir()
+    monkeypatch.setenv(MODEL_ENV, str(tmp_path / "env"))
+    assert resolve_model_dir() == (tmp_path / "env", f"${MODEL_ENV}")
+    assert resolve_model_dir(tmp_path / "cli") == (tmp_path / "cli", "--model")
+    with pytest.raises(ModelError, match=r"env: no such model folder \(\$STREAMMOOD_MODEL\)"):
+        load_artifact()
+
+
+def test_shipped_model_is_found_through_the_package(shipped_model):
+    """An editable install (these tests) reads the repository's folder; the product embedder is
+    the shipped model's (same bytes as the exported musicnn file)."""
+    from streammood.features.embedding import DEFAULT_TFLITE, MSD_MTT_VGG_TFLITE
+    from streammood.runtime.artifact import shipped_model_dir
+
+    assert shipped_model_dir() == shipped_model.path.resolve()
+    assert shipped_model_dir() / "embedder.tflite" == DEFAULT_TFLITE
+    assert DEFAULT_TFLITE.read_bytes() == MSD_MTT_VGG_TFLITE.read_bytes()
+
+
+def test_serving_copy_without_keras_members(artifact_copy):
+    """The installed package carries no ``keras/``: it still loads and verifies, and asking for
+    the members says why they are not there; a member that is there is still checked."""
+    shutil.rmtree(artifact_copy / "keras")
+    artifact = load_artifact(artifact_copy)
+    MoodRuntime(artifact)
+    with pytest.raises(ModelError, match="no Keras member keras/member0"):
+        artifact.keras_members()
+    (artifact_copy / "keras").mkdir()
+    (artifact_copy / "keras" / "member0.weights.h5").write_bytes(b"edited")
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load_artifact(artifact_copy)
