@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in libportaudio2 libsndfile1 libasound2-plugins alsa-utils jackd2 redis-server; do
+for pkg in libportaudio2 libsndfile1 libasound2-plugins alsa-utils jackd2 redis-server \
+  chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

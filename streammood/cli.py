@@ -491,6 +491,66 @@ def evaluate(
     typer.echo(f"report written to {report}/metrics.json")
 
 
+@app.command()
+@friendly_errors
+def dashboard(
+    redis_url: str | None = typer.Option(None, "--redis-url", help=REDIS_HELP),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    token: str | None = typer.Option(
+        None, "--token", envvar="STREAMMOOD_DASHBOARD_TOKEN", help="Secret for page and feed."
+    ),
+    prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
+) -> None:
+    """Serve the live mood dashboard in the browser (every source, live over SSE)."""
+    from streammood.dashboard.server import serve
+
+    _setup_logging(verbose)
+
+    def ready(plan) -> None:
+        typer.echo(f"streammood: {plan.redis_note}", err=True)
+        if plan.warning:
+            typer.echo(f"streammood: {plan.warning}", err=True)
+        typer.echo(f"streammood: dashboard at {plan.url} (Ctrl-C to stop)", err=True)
+
+    serve(redis_url, host, port, token, prefix, on_ready=ready)
+
+
+@app.command()
+@friendly_errors
+def osc(
+    target: str = typer.Option(..., "--target", help="OSC receiver, HOST:PORT (UDP)."),
+    source: list[str] | None = typer.Option(None, "--source", help="Only this source (repeat)."),
+    smooth: float = typer.Option(0.0, "--smooth", min=0, help="Smoothing time constant, s."),
+    redis_url: str | None = typer.Option(None, "--redis-url", help=REDIS_HELP),
+    prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
+    count: int | None = typer.Option(None, "--count", min=1, help="Stop after N moods."),
+) -> None:
+    """Forward every mood to OSC: /streammood/{source}/valence, /arousal, /quadrant, /probs."""
+    from streammood.bus.live import find_redis
+    from streammood.osc import parse_target, run_bridge
+
+    host_port = parse_target(target)
+    url, note = find_redis(redis_url)
+    typer.echo(f"streammood: {note}", err=True)
+
+    def state(up: bool) -> None:
+        typer.echo(
+            f"streammood: {'forwarding moods' if up else 'Redis away, retrying'} "
+            f"({prefix}:mood -> osc.udp://{target})",
+            err=True,
+        )
+
+    try:
+        stats = run_bridge(
+            url, prefix, host_port, sources=source, smooth=smooth, on_state=state, count=count
+        )
+    except KeyboardInterrupt:
+        return
+    typer.echo(f"streammood: {stats.moods} moods forwarded, {stats.sent} OSC messages", err=True)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="streammood")
 

@@ -23,13 +23,16 @@ LAYERS = {
     "workers": 5,
     "datasets": 6,
     "training": 7,
+    "dashboard": 8,
+    "osc": 8,
     "demo": 8,
     "cli": 9,
     "console": 9,
     "__main__": 10,
 }
 """Rank of each top-level module or package of ``streammood``, in the order of the flow;
-``datasets`` and ``training`` sit beside it (nothing in the flow imports them)."""
+``datasets`` and ``training`` sit beside it (nothing in the flow imports them); ``dashboard`` and
+``osc`` consume the bus, beside the demo."""
 
 TENSORFLOW = ("tensorflow", "keras", "tf_keras")
 
