@@ -425,9 +425,12 @@ def train(
     import json
     from pathlib import Path
 
-    from streammood.training.architecture import ModelConfig
+    from streammood.training.quiet import quiet_tensorflow
+
+    quiet_tensorflow()  # before TensorFlow's import (run_train imports it, after extraction)
+    from streammood.training.config import TrainConfig
+    from streammood.training.modelconfig import ModelConfig
     from streammood.training.pipeline import run_train
-    from streammood.training.train import TrainConfig
 
     config = TrainConfig(
         task=task,
@@ -475,6 +478,9 @@ def evaluate(
     """Evaluate a model on a labelled data set: metrics.json, confusion matrix, VA plane."""
     from pathlib import Path
 
+    from streammood.training.quiet import quiet_tensorflow
+
+    quiet_tensorflow()  # before TensorFlow's import (run_evaluate imports it, after extraction)
     from streammood.training.metrics import format_report
     from streammood.training.pipeline import run_evaluate
 

@@ -4,13 +4,24 @@ Every failure a user can cause (missing, empty, corrupt or non-audio file, no sa
 :class:`AudioError` with a one-line message naming the file. Non-finite samples (NaN, ±inf, possible
 in float WAVs) are replaced by 0 and a warning is logged once per file: one bad sample should not
 stop a live stream, and 0 is what a muted input would give.
+
+libmpg123 (the MP3 decoder inside libsndfile) prints its complaints about damaged frames straight to
+file descriptor 2, one line per frame. Those lines are captured around each native open and read
+call (:func:`filter_native_stderr`), counted per file in :class:`DecoderMessages`, and reported
+once per file as one logged warning with the count; anything else written to stderr meanwhile is
+passed through.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -22,7 +33,9 @@ log = logging.getLogger(__name__)
 __all__ = [
     "AudioError",
     "AudioFileInfo",
+    "DecoderMessages",
     "file_info",
+    "filter_native_stderr",
     "iter_blocks",
     "load_audio",
     "open_audio_file",
@@ -63,6 +76,198 @@ class AudioFileInfo:
         )
 
 
+T = TypeVar("T")
+
+_STDERR_LOCK = threading.RLock()
+"""Held while file descriptor 2 is redirected. The redirection is process-wide, so captures from
+several threads take turns; a nested capture in the same thread captures into the outer one."""
+
+
+def _new_stderr_lock() -> None:  # a fork in mid-capture must not leave the child's lock held
+    global _STDERR_LOCK
+    _STDERR_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_stderr_lock)
+
+
+def filter_native_stderr(
+    call: Callable[[], T], is_noise: Callable[[bytes], bool]
+) -> tuple[T, list[bytes]]:
+    """Run ``call()`` with file descriptor 2 captured, and drop the lines ``is_noise`` picks.
+
+    For C libraries that print to stderr themselves (libmpg123, TensorFlow's C++ logging).
+    Descriptor 2 points at an anonymous in-memory file for the duration of the call only, so keep
+    the call short. The lines that are not noise (Python warnings, other threads' output written
+    meanwhile) are written back to descriptor 2 afterwards, in their order, a little late: another
+    thread's line written just after the call may come out before them. Captures from several
+    threads take turns (one lock). Where descriptor 2 cannot be duplicated (closed), the call runs
+    uncaptured.
+
+    Parameters
+    ----------
+    call : callable
+        Takes no arguments. If it raises, descriptor 2 is restored and the lines that are not
+        noise are written back before the exception propagates; the noise is dropped.
+    is_noise : callable
+        ``is_noise(line) -> bool`` for one captured line (bytes, without its line ending).
+
+    Returns
+    -------
+    result : object
+        What ``call()`` returned.
+    noise : list of bytes
+        The dropped lines, in order, without line endings.
+    """
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            return call(), []
+        try:
+            sink = _anonymous_file()
+        except OSError:
+            os.close(saved)
+            return call(), []
+        try:
+            try:
+                os.dup2(sink, 2)
+            except OSError:
+                return call(), []
+            try:
+                result = call()
+            finally:
+                os.dup2(saved, 2)
+                noise = _pass_through(_read_all(sink), is_noise)
+        finally:
+            os.close(sink)
+            os.close(saved)
+    return result, noise
+
+
+def _anonymous_file() -> int:
+    try:
+        return os.memfd_create("streammood-stderr", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # not Linux
+        fd, name = tempfile.mkstemp(prefix="streammood-stderr-")
+        os.unlink(name)
+        return fd
+
+
+def _read_all(fd: int) -> bytes:
+    if os.fstat(fd).st_size == 0:
+        return b""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _pass_through(data: bytes, is_noise: Callable[[bytes], bool]) -> list[bytes]:
+    noise, keep = [], []
+    for line in data.splitlines(keepends=True):
+        bare = line.rstrip(b"\r\n")
+        if is_noise(bare):
+            noise.append(bare)
+        else:
+            keep.append(line)
+    if keep:
+        out = memoryview(b"".join(keep))
+        try:
+            while out:
+                out = out[os.write(2, out) :]
+        except OSError:  # stderr gone: nothing to show it on
+            pass
+    return noise
+
+
+_MPG123_LINE = re.compile(rb"^(?:\[[^\]]*libmpg123/[^\]]*\] |(?:Note|Warning): )")
+"""libmpg123's messages: ``[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: ...`` and its
+parser's ``Note: Illegal Audio-MPEG-Header ...`` / ``Warning: Xing stream size off ...``."""
+
+_MPG123_FRAME_ERROR = re.compile(rb"^\[[^\]]*libmpg123/layer\d\.c:[^\]]*\] error: ")
+"""One frame the layer decoder could not decode cleanly (e.g. ``part2_3_length (1600) too large
+for available bit count (1568)``); libmpg123 conceals it and goes on."""
+
+
+def _is_decoder_line(line: bytes) -> bool:
+    return _MPG123_LINE.match(line) is not None
+
+
+class DecoderMessages:
+    """What the MP3 decoder printed about one file, counted, then reported once in one line.
+
+    Parameters
+    ----------
+    name : str or Path
+        The file as named in the report.
+
+    Attributes
+    ----------
+    frame_errors : int
+        Frames libmpg123 could not decode cleanly; it conceals each (a frame of the 22.05 kHz
+        MPEG-2 clips is 576 samples, 26 ms) and decoding goes on.
+    other : int
+        Its other messages (resyncs over damaged bytes, header warnings).
+    first_other : str or None
+        The first of those, quoted in the report.
+    reported : bool
+        The report has been logged (it is logged once).
+    """
+
+    def __init__(self, name: str | Path) -> None:
+        self.name = str(name)
+        self.frame_errors = 0
+        self.other = 0
+        self.first_other: str | None = None
+        self.reported = False
+
+    @property
+    def count(self) -> int:
+        """All messages, frame errors included."""
+        return self.frame_errors + self.other
+
+    def add(self, lines: list[bytes]) -> None:
+        """Count captured decoder lines (bytes, without line endings)."""
+        for line in lines:
+            if _MPG123_FRAME_ERROR.match(line):
+                self.frame_errors += 1
+            else:
+                self.other += 1
+                if self.first_other is None:
+                    self.first_other = line.decode("utf-8", "replace")
+
+    def summary(self) -> str | None:
+        """The one-line report, or ``None`` when the decoder said nothing."""
+        if not self.count:
+            return None
+        parts = []
+        if self.frame_errors:
+            n = self.frame_errors
+            parts.append(f"{n} MP3 frame{'s' if n != 1 else ''} had decode errors")
+        if self.other:
+            n = self.other
+            parts.append(f"{n} {'other ' if parts else ''}decoder message{'s' if n != 1 else ''}")
+        detail = "libmpg123" if not self.other else f"libmpg123, first: {self.first_other!r}"
+        return f"{self.name}: {', '.join(parts)} ({detail}); audio decoded anyway"
+
+    def report(self) -> None:
+        """Log :meth:`summary` as a warning, the first time there is one to log."""
+        if self.reported or not self.count:
+            return
+        self.reported = True
+        log.warning("%s", self.summary())
+
+
+def _native(call: Callable[[], T], messages: DecoderMessages) -> T:
+    """A libsndfile call with libmpg123's stderr lines counted into ``messages``."""
+    result, noise = filter_native_stderr(call, _is_decoder_line)
+    messages.add(noise)
+    return result
+
+
 def to_mono(y: np.ndarray) -> np.ndarray:
     """Mean over channels.
 
@@ -84,12 +289,15 @@ def to_mono(y: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
-def open_audio_file(path: str | Path) -> sf.SoundFile:
+def open_audio_file(path: str | Path, messages: DecoderMessages | None = None) -> sf.SoundFile:
     """Open an audio file for block reading, with a clear error for every user mistake.
 
     Parameters
     ----------
     path : str or Path
+    messages : DecoderMessages, optional
+        Collects what the decoder prints while opening (the caller reports it); without it, that
+        is reported here.
 
     Returns
     -------
@@ -108,8 +316,9 @@ def open_audio_file(path: str | Path) -> sf.SoundFile:
         raise AudioError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
+    collect = messages if messages is not None else DecoderMessages(path)
     try:
-        return sf.SoundFile(str(path))
+        f = _native(lambda: sf.SoundFile(str(path)), collect)
     except sf.LibsndfileError as exc:
         # libsndfile's own strings mislead here ("File does not exist" for a text file named .mp3).
         raise AudioError(
@@ -118,6 +327,9 @@ def open_audio_file(path: str | Path) -> sf.SoundFile:
         ) from None
     except (sf.SoundFileError, OSError, RuntimeError) as exc:
         raise AudioError(f"{path}: cannot open audio file: {_one_line(exc)}") from None
+    if messages is None:
+        collect.report()
+    return f
 
 
 DECODE_FRAMES = 1 << 16
@@ -126,7 +338,10 @@ size; every path re-blocks these reads, so file and stream decoding are bit-iden
 
 
 def iter_blocks(
-    f: sf.SoundFile, block_frames: int, path: str | Path | None = None
+    f: sf.SoundFile,
+    block_frames: int,
+    path: str | Path | None = None,
+    messages: DecoderMessages | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode an opened file block by block, mono float32.
 
@@ -142,6 +357,9 @@ def iter_blocks(
         Frames per block (the last block may be shorter).
     path : str or Path, optional
         Name used in errors and warnings (defaults to ``f.name``).
+    messages : DecoderMessages, optional
+        Collects the decoder's messages; the caller reports them. Without it, they are reported
+        when the iteration ends or is closed.
 
     Yields
     ------
@@ -150,22 +368,32 @@ def iter_blocks(
     """
     if block_frames < 1:
         raise ValueError(f"block_frames must be >= 1, got {block_frames}")
+    name = path if path is not None else f.name
+    collect = messages if messages is not None else DecoderMessages(name)
     pending = np.zeros(0, np.float32)
-    for chunk in _decode_chunks(f, path if path is not None else f.name):
-        pending = chunk if pending.size == 0 else np.concatenate([pending, chunk])
-        n_whole = pending.size // block_frames * block_frames
-        for i in range(0, n_whole, block_frames):
-            yield pending[i : i + block_frames]
-        pending = pending[n_whole:]
-    if pending.size:
-        yield pending
+    try:
+        for chunk in _decode_chunks(f, name, collect):
+            pending = chunk if pending.size == 0 else np.concatenate([pending, chunk])
+            n_whole = pending.size // block_frames * block_frames
+            for i in range(0, n_whole, block_frames):
+                yield pending[i : i + block_frames]
+            pending = pending[n_whole:]
+        if pending.size:
+            yield pending
+    finally:
+        if messages is None:
+            collect.report()
 
 
-def _decode_chunks(f: sf.SoundFile, name: str | Path) -> Iterator[np.ndarray]:
+def _decode_chunks(
+    f: sf.SoundFile, name: str | Path, messages: DecoderMessages
+) -> Iterator[np.ndarray]:
     bad = 0
     while True:
         try:
-            block = f.read(DECODE_FRAMES, dtype="float32", always_2d=True)
+            block = _native(
+                lambda: f.read(DECODE_FRAMES, dtype="float32", always_2d=True), messages
+            )
         except (sf.SoundFileError, RuntimeError) as exc:
             raise AudioError(f"{name}: decoding failed mid-file: {_one_line(exc)}") from None
         if len(block) == 0:
@@ -202,10 +430,19 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     ------
     AudioError
         Missing, empty, corrupt or non-audio file, or a file with no samples.
+
+    Notes
+    -----
+    MP3 frames the decoder could not decode cleanly are reported in one logged warning per
+    file, with their count (see :class:`DecoderMessages`).
     """
-    with open_audio_file(path) as f:
-        sr = int(f.samplerate)
-        blocks = list(_decode_chunks(f, path))
+    messages = DecoderMessages(path)
+    try:
+        with open_audio_file(path, messages) as f:
+            sr = int(f.samplerate)
+            blocks = list(_decode_chunks(f, path, messages))
+    finally:
+        messages.report()
     if not blocks:
         raise AudioError(f"{path}: no audio samples (zero-length audio)")
     y = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)

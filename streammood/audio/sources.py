@@ -23,7 +23,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from streammood.audio.decode import AudioError, iter_blocks, open_audio_file, to_mono
+from streammood.audio.decode import (
+    AudioError,
+    DecoderMessages,
+    iter_blocks,
+    open_audio_file,
+    to_mono,
+)
 from streammood.errors import StreammoodError
 
 log = logging.getLogger(__name__)
@@ -143,6 +149,11 @@ class FileSource:
     AudioError
         At construction for a missing, empty or undecodable file; while iterating for a file
         that turns out corrupt or has no samples.
+
+    Notes
+    -----
+    MP3 frames the decoder could not decode cleanly are reported once per file, in one logged
+    warning with their count, when the iteration ends or at :meth:`close`.
     """
 
     def __init__(
@@ -153,7 +164,8 @@ class FileSource:
         self.path = Path(path)
         self.name = str(path)
         self.realtime = realtime
-        self._file = open_audio_file(self.path)
+        self._messages = DecoderMessages(self.name)
+        self._file = open_audio_file(self.path, self._messages)
         self.sample_rate = int(self._file.samplerate)
         self.channels = int(self._file.channels)
         self.block_frames = max(1, round(self.sample_rate * block_seconds))
@@ -169,7 +181,7 @@ class FileSource:
             raise RuntimeError(f"{self.name}: a FileSource can be iterated once")
         self._iterating = True
         t0 = time.monotonic()
-        for block in iter_blocks(self._file, self.block_frames, self.name):
+        for block in iter_blocks(self._file, self.block_frames, self.name, self._messages):
             if self.realtime:
                 due = t0 + (self._stats.samples + block.size) / self.sample_rate
                 delay = due - time.monotonic()
@@ -178,11 +190,13 @@ class FileSource:
             self._stats.blocks += 1
             self._stats.samples += block.size
             yield block
+        self._messages.report()
         if self._stats.samples == 0:
             raise AudioError(f"{self.name}: no audio samples (zero-length audio)")
 
     def close(self) -> None:
         self._file.close()
+        self._messages.report()
 
     def __enter__(self) -> FileSource:
         return self

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -29,11 +28,12 @@ from streammood.layout import WINDOW_STEPS
 from streammood.runtime.artifact import sha256_of, write_manifest
 from streammood.runtime.labels import QUADRANTS
 from streammood.training.config import TrainConfig
+from streammood.training.quiet import import_tensorflow
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 load_library()  # before TensorFlow (see its docstring)
+import_tensorflow()  # log levels lowered, start-up chatter dropped (see streammood.training.quiet)
 
-import keras  # noqa: E402  (after the log-level setting)
+import keras  # noqa: E402  (after TensorFlow's quiet import)
 
 from streammood.training.architecture import (  # noqa: E402
     ModelConfig,

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from streammood.audio.decode import AudioError, file_info, load_audio
+from streammood.audio.decode import (
+    AudioError,
+    DecoderMessages,
+    file_info,
+    filter_native_stderr,
+    load_audio,
+)
 from streammood.audio.framer import frame_blocks, frame_signal
 from streammood.audio.resample import resample
 from streammood.audio.sources import FileSource
 from streammood.errors import StreammoodError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +202,144 @@ def test_shorter_than_one_step(tmp_path, music):
     assert z.size == int(0.3 * sr)
     assert frame_signal(z, sr2) == []
     assert list(frame_blocks(FileSource(path), sr2)) == []
+
+
+# --- libmpg123's stderr lines: captured, counted, one warning per file -----------------------
+
+CLEAN_CLIP = "Q1/MT0001898830.mp3"
+"""A 4Q clip that libmpg123 decodes without a message."""
+
+UNCAPTURED = """
+import os, sys, numpy as np, soundfile as sf
+from streammood.audio.decode import DECODE_FRAMES, to_mono
+with sf.SoundFile(sys.argv[1]) as f:   # plain libsndfile reads, as before the capture
+    blocks = []
+    os.write(2, b"read 0\\n")
+    while len(block := f.read(DECODE_FRAMES, dtype="float32", always_2d=True)):
+        blocks.append(to_mono(block))
+        os.write(2, b"read %d\\n" % len(blocks))  # the decoder's lines after it: of this read
+np.save(sys.argv[2], np.concatenate(blocks))
+"""
+
+CAPTURED = """
+import logging, os, sys, threading, numpy as np
+logging.basicConfig(level=logging.WARNING, format="REPORT %(name)s %(message)s")
+from streammood.audio.decode import load_audio
+stop, written = threading.Event(), []
+def chatter():  # another thread writing to fd 2 while the decoder's lines are captured
+    while not stop.is_set():
+        os.write(2, b"other thread %d\\n" % len(written))
+        written.append(1)
+        stop.wait(0.0002)
+thread = threading.Thread(target=chatter)
+thread.start()
+y, sr = load_audio(sys.argv[1])
+stop.set()
+thread.join()
+np.save(sys.argv[2], y)
+print(len(written))
+"""
+
+
+def run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def decoder_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "src/libmpg123/" in line]
+
+
+@pytest.fixture(scope="module")
+def noisy_clip(music_clip, tmp_path_factory) -> tuple[Path, int, np.ndarray]:
+    """``(clip, n, samples)``: the real clip ``Q1/MT0000040632.mp3``; how many lines libmpg123
+    prints to fd 2 while plain libsndfile reads decode it (4, all ``part2_3_length (...) too large
+    for available bit count (1568)``); and the samples those reads give."""
+    out = tmp_path_factory.mktemp("uncaptured") / "y.npy"
+    proc = run_python(UNCAPTURED, str(music_clip), str(out))
+    lines = decoder_lines(proc.stderr)
+    assert lines and all("part2_3_length" in line for line in lines), proc.stderr[-2000:]
+    return music_clip, len(lines), np.load(out)
+
+
+def test_mp3_decode_errors_are_one_warning_and_off_the_terminal(noisy_clip, tmp_path):
+    clip, n, uncaptured = noisy_clip
+    proc = run_python(CAPTURED, str(clip), str(tmp_path / "y.npy"))
+    err = proc.stderr.splitlines()
+    assert decoder_lines(proc.stderr) == [] and "part2_3_length" not in proc.stderr
+    reports = [line for line in err if line.startswith("REPORT")]
+    assert reports == [
+        f"REPORT streammood.audio.decode {clip}: {n} MP3 frames had decode errors (libmpg123); "
+        "audio decoded anyway"
+    ]
+    # the other thread's lines, captured or not, all reach stderr once (those written during a
+    # capture a little later)
+    chatter = [line for line in err if line.startswith("other thread")]
+    assert sorted(chatter, key=lambda line: int(line.split()[-1])) == [
+        f"other thread {i}" for i in range(int(proc.stdout))
+    ]
+    assert len(err) == len(reports) + len(chatter)
+    # the capture changes no sample
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), uncaptured)
+
+
+def test_mp3_decode_errors_are_counted_per_file(noisy_clip, fourq_dir, caplog):
+    clip, n, _ = noisy_clip
+    with caplog.at_level(logging.WARNING, logger="streammood.audio.decode"):
+        load_audio(fourq_dir / CLEAN_CLIP)
+        assert caplog.records == []  # nothing to report
+        load_audio(clip)
+        with FileSource(clip) as src:
+            for _ in src:
+                pass
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{clip}: {n} MP3 frames had decode errors (libmpg123); audio decoded anyway"
+    ] * 2  # once per decode of the file
+
+
+def test_decoder_messages_summary():
+    messages = DecoderMessages("x.mp3")
+    assert messages.summary() is None
+    messages.add([b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length"])
+    assert messages.summary() == (
+        "x.mp3: 1 MP3 frame had decode errors (libmpg123); audio decoded anyway"
+    )
+    messages.add([b"Note: Illegal Audio-MPEG-Header 0x98ce101e at offset 5059.", b"Note: x"])
+    assert messages.summary() == (
+        "x.mp3: 1 MP3 frame had decode errors, 2 other decoder messages (libmpg123, first: "
+        "'Note: Illegal Audio-MPEG-Header 0x98ce101e at offset 5059.'); audio decoded anyway"
+    )
+
+
+def test_filter_native_stderr_drops_noise_and_writes_the_rest_back(capfd):
+    def noisy(text: bytes, value=None):
+        def call():
+            os.write(2, text)
+            if isinstance(value, BaseException):
+                raise value
+            return value
+
+        return call
+
+    def is_noise(line: bytes) -> bool:
+        return line.startswith(b"noise")
+
+    result, noise = filter_native_stderr(noisy(b"noise 1\nkept\r\nnoise 2\npartial", 42), is_noise)
+    assert (result, noise) == (42, [b"noise 1", b"noise 2"])
+    assert capfd.readouterr().err == "kept\r\npartial"
+
+    def nested():
+        os.write(2, b"outer\n")
+        return filter_native_stderr(noisy(b"noise 3\ninner\n", 7), is_noise)
+
+    (inner, inner_noise), outer_noise = filter_native_stderr(nested, is_noise)
+    assert (inner, inner_noise, outer_noise) == (7, [b"noise 3"], [])
+    assert capfd.readouterr().err == "outer\ninner\n"
+
+    with pytest.raises(ValueError):  # fd 2 is restored and the rest written back
+        filter_native_stderr(noisy(b"noise 4\nbefore the error\n", ValueError()), is_noise)
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before the error\nafter\n"

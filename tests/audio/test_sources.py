@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streammood.audio.decode import load_audio
+from streammood.audio.decode import DECODE_FRAMES, load_audio
 from streammood.audio.framer import frame_blocks, frame_signal
 from streammood.audio.sources import AudioSource, FileSource, open_source
 from streammood.errors import StreammoodError
+from tests.audio.test_decode import UNCAPTURED, decoder_lines, run_python
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -67,6 +68,43 @@ def test_open_source_picks_file_and_refuses_both(music_clip):
     src.close()
     with pytest.raises(StreammoodError, match="not both"):
         open_source(device="cap", file=music_clip)
+
+
+STREAMED = """
+import logging, sys, numpy as np
+logging.basicConfig(level=logging.WARNING, format="REPORT %(name)s %(message)s")
+from streammood.audio.sources import FileSource
+with FileSource(sys.argv[1]) as src:  # to the end, then closed: one report
+    y = np.concatenate(list(src))
+np.save(sys.argv[2], y)
+src = FileSource(sys.argv[1], block_seconds=float(sys.argv[3]))
+next(iter(src))  # one block, then closed (twice): one report of what was decoded
+src.close()
+src.close()
+"""
+
+
+def test_file_source_reports_mp3_decode_errors_once(music_clip, tmp_path):
+    uncaptured = tmp_path / "uncaptured.npy"
+    stderr = run_python(UNCAPTURED, str(music_clip), str(uncaptured)).stderr
+    n = len(decoder_lines(stderr))
+    assert n, "the clip no longer makes libmpg123 complain"
+    # one 12 s block takes 5 libsndfile reads; the decoder's complaints about those (2 of 4)
+    reads = 12 * 22_050 // DECODE_FRAMES + 1
+    n_first = len(decoder_lines(stderr[: stderr.index(f"read {reads}\n")]))
+    assert 0 < n_first < n  # the clip has errors inside and after the first block
+
+    proc = run_python(STREAMED, str(music_clip), str(tmp_path / "y.npy"), "12")
+    assert decoder_lines(proc.stderr) == [] and "part2_3_length" not in proc.stderr
+
+    def report(k: int) -> str:
+        return (
+            f"REPORT streammood.audio.decode {music_clip}: {k} MP3 frames had decode errors "
+            "(libmpg123); audio decoded anyway"
+        )
+
+    assert proc.stderr.splitlines() == [report(n), report(n_first)]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), np.load(uncaptured))
 
 
 NO_PORTAUDIO = r"""

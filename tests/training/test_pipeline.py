@@ -15,6 +15,7 @@ import pytest
 from streammood.features.extractor import ModelInputs
 from streammood.runtime.artifact import load_artifact
 from streammood.runtime.rolling import MoodRuntime
+from tests.training.test_quiet import assert_no_tensorflow_chatter
 
 PER_QUADRANT = 6
 
@@ -80,6 +81,12 @@ def test_train_then_evaluate_on_real_clips(small_fourq: Path, small_cache: Path,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(list(cache.glob("*.npz"))) == 4 * PER_QUADRANT  # features cached once per clip
+    # TensorFlow's start-up lines are gone; streammood's warnings (from the extraction
+    # processes: libmpg123's damaged frames, one line per clip) are not
+    assert_no_tensorflow_chatter(run.stderr)
+    assert "part2_3_length" not in run.stderr
+    q1 = small_fourq / "Q1" / "MT0000040632.mp3"
+    assert f"{q1}: 4 MP3 frames had decode errors (libmpg123); audio decoded anyway" in run.stderr
 
     artifact = load_artifact(out)
     manifest = artifact.manifest
@@ -119,6 +126,7 @@ def test_train_then_evaluate_on_real_clips(small_fourq: Path, small_cache: Path,
         "2",
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    assert_no_tensorflow_chatter(run.stderr)
     evaluated = json.loads((report / "metrics.json").read_text())
     assert evaluated["n_windows"] == len(test)
     assert evaluated["per_window"]["confusion_matrix"] == metrics["per_window"]["confusion_matrix"]
