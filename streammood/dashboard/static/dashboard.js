@@ -91,10 +91,15 @@
         if (!res.ok) throw new Error("history: HTTP " + res.status);
         const history = await res.json();
         if (token !== this.refillToken) return;
-        const pending = this.pending;
+        // merge what is shown, the history and what arrived meanwhile, in publishing order
+        // (a Redis restarted without persistence returns less history than the page holds)
+        const all = new Map();
+        for (const list of [this.msgs, history, this.pending]) {
+          for (const m of list) all.set(keyOf(m), m);
+        }
+        const merged = [...all.values()].sort((a, b) => a.emitted_at - b.emitted_at || a.seq - b.seq);
         this.reset();
-        for (const m of history) this.add(m, false);
-        for (const m of pending) this.add(m, true);
+        for (const m of merged) this.add(m, false);
         this.node.dataset.filled = String(Number(this.node.dataset.filled || 0) + 1);
       } catch (err) {
         console.warn("streammood: could not read the history of", this.id, err);
