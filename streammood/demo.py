@@ -1,9 +1,10 @@
 """``make demo``: live tagging of music in real time, with mood lines streaming in over Redis.
 
 Finds Redis (``$STREAMMOOD_REDIS_URL``, 127.0.0.1:6379, or starts an embedded server), starts a
-``streammood subscribe`` process, and runs ``streammood listen --realtime`` on real music: two 4Q
-clips of contrasting mood from ``../shared/data`` when that folder exists, else a synthesised
-piece (a bright fast section, then a dark slow one) so that the demo runs on any machine.
+``streammood subscribe`` process and the dashboard (its URL printed: watch the mood move in a
+browser), and runs ``streammood listen --realtime`` on real music: two 4Q clips of contrasting
+mood from ``../shared/data`` when that folder exists, else a synthesised piece (a bright fast
+section, then a dark slow one) so that the demo runs on any machine.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def main() -> int:
             text=True,
             bufsize=1,
         )
+        dashboard, url = start_dashboard(exe, env)
         listener = subprocess.Popen(
             [*exe, "listen", "--file", str(audio), "--realtime", "--source-id", "demo", "--quiet"],
             env=env,
@@ -99,14 +101,47 @@ def main() -> int:
                 print(f"  {line.rstrip()}", flush=True)
                 if listener.poll() is not None and not _readable(subscriber):
                     break
+            if url and sys.stdin.isatty():
+                print(f"demo: the music has ended; the dashboard stays up at {url} (Ctrl-C ends)")
+                dashboard.wait()
         except KeyboardInterrupt:
             listener.terminate()
         finally:
             listener.wait()
             subscriber.terminate()
             subscriber.wait()
+            dashboard.terminate()
+            dashboard.wait()
             endpoint.close()
     return listener.returncode or 0
+
+
+def start_dashboard(exe: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str | None]:
+    """Start ``streammood dashboard`` (port 8765, else any free one) and print its URL.
+
+    Returns the process and the URL (``None`` if it did not come up)."""
+    import threading
+
+    for port in ("8765", "0"):
+        proc = subprocess.Popen(
+            [*exe, "dashboard", "--port", port], env=env, stderr=subprocess.PIPE, text=True
+        )
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "dashboard at " in line:
+                url = line.split("dashboard at ", 1)[1].split()[0]
+                print(f"demo: open {url} in a browser to watch the mood move", flush=True)
+                # its later messages keep flowing (and its pipe never fills)
+                threading.Thread(target=_forward, args=(proc.stderr,), daemon=True).start()
+                return proc, url
+        proc.wait()
+    print("demo: the dashboard did not start; mood lines only", flush=True)
+    return proc, None
+
+
+def _forward(stream) -> None:
+    for line in stream:
+        sys.stderr.write(line)
 
 
 def _readable(proc: subprocess.Popen) -> bool:

@@ -68,15 +68,15 @@ def parse_mood(raw: str | bytes | bytearray | None, where: str = "Redis") -> Raw
     if raw is None:
         log.warning("skipping a mood entry without JSON from %s", where)
         return None
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
     try:
+        message = MoodMessage.from_json(raw)  # the contract's checks, limits included
+        text = raw.decode() if isinstance(raw, bytes | bytearray) else str(raw)
         data = json.loads(text)
-        message = MoodMessage.from_dict(data)
-    except ValueError as exc:  # invalid JSON
-        log.warning("skipping malformed mood message from %s: not JSON (%s)", where, exc)
-        return None
     except MessageError as exc:
         log.warning("skipping malformed mood message from %s: %s", where, exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - foreign data must never stop a consumer
+        log.warning("skipping unreadable mood message from %s: %s", where, type(exc).__name__)
         return None
     if "\n" in text or "\r" in text:  # one line per message (an SSE data line)
         text = json.dumps(data, separators=(",", ":"), allow_nan=False)

@@ -22,7 +22,7 @@ def test_parse_mood_keeps_unknown_fields_and_skips_malformed(caplog):
     assert parse_mood(text({**m, "valence": 3.0})) is None
     assert parse_mood(text({**m, "schema": "0"})) is None
     assert parse_mood(None) is None
-    assert "valence" in caplog.text and "not JSON" in caplog.text
+    assert "valence" in caplog.text and "JSON" in caplog.text
     pretty = json.dumps(m, indent=1)  # a multi-line publisher: still one line for SSE
     assert "\n" not in parse_mood(pretty).text
 

@@ -4,7 +4,9 @@ client, a stalled client that slows nobody, the token, and the CLI's warning."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import re
 import socket
 import subprocess
@@ -183,11 +185,27 @@ def test_cli_serves_and_warns_on_all_interfaces(redis_namespace):
         assert "warning: the dashboard listens on every network interface" in out
         assert f"dashboard at http://127.0.0.1:{port}/" in out
         assert "hunter2" not in out  # the Redis password never shows
-        import http.client
-
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/api/status")
         assert json.loads(conn.getresponse().read())["prefix"] == prefix
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_demo_starts_the_dashboard_and_prints_its_url(redis_namespace, capsys):
+    from streammood.demo import start_dashboard
+
+    url, _ = redis_namespace
+    env = {**os.environ, "STREAMMOOD_REDIS_URL": url}
+    proc, page = start_dashboard([sys.executable, "-m", "streammood"], env)
+    try:
+        assert page is not None and page.startswith("http://127.0.0.1:")
+        assert f"demo: open {page} in a browser" in capsys.readouterr().out
+        port = int(page.rsplit(":", 1)[1].strip("/"))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
     finally:
         proc.terminate()
         proc.wait(10)
