@@ -16,6 +16,7 @@ LAYERS = {
     "layout": 0,
     "errors": 0,
     "stage": 0,
+    "native": 0,
     "audio": 1,
     "features": 2,
     "runtime": 3,

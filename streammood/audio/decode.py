@@ -7,18 +7,15 @@ stop a live stream, and 0 is what a muted input would give.
 
 libmpg123 (the MP3 decoder inside libsndfile) prints its complaints about damaged frames straight to
 file descriptor 2, one line per frame. Those lines are captured around each native open and read
-call (:func:`filter_native_stderr`), counted per file in :class:`DecoderMessages`, and reported
-once per file as one logged warning with the count; anything else written to stderr meanwhile is
-passed through.
+call (:func:`streammood.native.filter_native_stderr`), counted per file in
+:class:`DecoderMessages`, and reported once per file as one logged warning with the count;
+anything else written to stderr meanwhile is passed through.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -27,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from streammood.errors import StreammoodError
+from streammood.native import filter_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +33,6 @@ __all__ = [
     "AudioFileInfo",
     "DecoderMessages",
     "file_info",
-    "filter_native_stderr",
     "iter_blocks",
     "load_audio",
     "open_audio_file",
@@ -74,113 +71,6 @@ class AudioFileInfo:
             f"AudioFileInfo({str(self.path)!r}, sample_rate={self.sample_rate}, "
             f"channels={self.channels}, frames={self.frames}, format={self.format!r})"
         )
-
-
-T = TypeVar("T")
-
-_STDERR_LOCK = threading.RLock()
-"""Held while file descriptor 2 is redirected. The redirection is process-wide, so captures from
-several threads take turns; a nested capture in the same thread captures into the outer one."""
-
-
-def _new_stderr_lock() -> None:  # a fork in mid-capture must not leave the child's lock held
-    global _STDERR_LOCK
-    _STDERR_LOCK = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_stderr_lock)
-
-
-def filter_native_stderr(
-    call: Callable[[], T], is_noise: Callable[[bytes], bool]
-) -> tuple[T, list[bytes]]:
-    """Run ``call()`` with file descriptor 2 captured, and drop the lines ``is_noise`` picks.
-
-    For C libraries that print to stderr themselves (libmpg123, TensorFlow's C++ logging).
-    Descriptor 2 points at an anonymous in-memory file for the duration of the call only, so keep
-    the call short. The lines that are not noise (Python warnings, other threads' output written
-    meanwhile) are written back to descriptor 2 afterwards, in their order, a little late: another
-    thread's line written just after the call may come out before them. Captures from several
-    threads take turns (one lock). Where descriptor 2 cannot be duplicated (closed), the call runs
-    uncaptured.
-
-    Parameters
-    ----------
-    call : callable
-        Takes no arguments. If it raises, descriptor 2 is restored and the lines that are not
-        noise are written back before the exception propagates; the noise is dropped.
-    is_noise : callable
-        ``is_noise(line) -> bool`` for one captured line (bytes, without its line ending).
-
-    Returns
-    -------
-    result : object
-        What ``call()`` returned.
-    noise : list of bytes
-        The dropped lines, in order, without line endings.
-    """
-    with _STDERR_LOCK:
-        try:
-            saved = os.dup(2)
-        except OSError:
-            return call(), []
-        try:
-            sink = _anonymous_file()
-        except OSError:
-            os.close(saved)
-            return call(), []
-        try:
-            try:
-                os.dup2(sink, 2)
-            except OSError:
-                return call(), []
-            try:
-                result = call()
-            finally:
-                os.dup2(saved, 2)
-                noise = _pass_through(_read_all(sink), is_noise)
-        finally:
-            os.close(sink)
-            os.close(saved)
-    return result, noise
-
-
-def _anonymous_file() -> int:
-    try:
-        return os.memfd_create("streammood-stderr", os.MFD_CLOEXEC)
-    except (AttributeError, OSError):  # not Linux
-        fd, name = tempfile.mkstemp(prefix="streammood-stderr-")
-        os.unlink(name)
-        return fd
-
-
-def _read_all(fd: int) -> bytes:
-    if os.fstat(fd).st_size == 0:
-        return b""
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while chunk := os.read(fd, 1 << 16):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _pass_through(data: bytes, is_noise: Callable[[bytes], bool]) -> list[bytes]:
-    noise, keep = [], []
-    for line in data.splitlines(keepends=True):
-        bare = line.rstrip(b"\r\n")
-        if is_noise(bare):
-            noise.append(bare)
-        else:
-            keep.append(line)
-    if keep:
-        out = memoryview(b"".join(keep))
-        try:
-            while out:
-                out = out[os.write(2, out) :]
-        except OSError:  # stderr gone: nothing to show it on
-            pass
-    return noise
 
 
 _MPG123_LINE = re.compile(rb"^(?:\[[^\]]*libmpg123/[^\]]*\] |(?:Note|Warning): )")
@@ -259,6 +149,9 @@ class DecoderMessages:
             return
         self.reported = True
         log.warning("%s", self.summary())
+
+
+T = TypeVar("T")
 
 
 def _native(call: Callable[[], T], messages: DecoderMessages) -> T:
@@ -410,13 +303,18 @@ def _decode_chunks(
         log.warning("%s: %d non-finite samples replaced by 0 in all", name, bad)
 
 
-def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
+def load_audio(
+    path: str | Path, messages: DecoderMessages | None = None
+) -> tuple[np.ndarray, int]:
     """Decode a whole file to mono float32 at its native rate.
 
     Parameters
     ----------
     path : str or Path
         MP3, WAV (8/16/24/32-bit int or float), FLAC, OGG...; any rate, any channel count.
+    messages : DecoderMessages, optional
+        Collects the decoder's complaints for the caller to report (e.g. one line for many
+        files); without it they are reported here, once.
 
     Returns
     -------
@@ -436,13 +334,15 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     MP3 frames the decoder could not decode cleanly are reported in one logged warning per
     file, with their count (see :class:`DecoderMessages`).
     """
-    messages = DecoderMessages(path)
+    own = messages is None
+    messages = DecoderMessages(path) if messages is None else messages
     try:
         with open_audio_file(path, messages) as f:
             sr = int(f.samplerate)
             blocks = list(_decode_chunks(f, path, messages))
     finally:
-        messages.report()
+        if own:
+            messages.report()
     if not blocks:
         raise AudioError(f"{path}: no audio samples (zero-length audio)")
     y = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)

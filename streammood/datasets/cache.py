@@ -104,6 +104,9 @@ class FeatureCache:
     ----------
     hits, computed, failed : int
         Running counts of clips served from the cache, extracted, and skipped.
+    damaged_files, decode_errors : int
+        Clips extracted whose MP3 frames the decoder had to conceal, and those frames in all
+        (reported in one line per run, not one per clip).
     """
 
     def __init__(
@@ -123,6 +126,8 @@ class FeatureCache:
         self.hits = 0
         self.computed = 0
         self.failed = 0
+        self.damaged_files = 0
+        self.decode_errors = 0
 
     def key(self, audio_path: str | Path) -> str:
         """Cache key of an audio file: hex SHA-256 over its content, the feature version and the
@@ -209,7 +214,7 @@ def _init_worker(embedder_model: str | None) -> None:
         _embedder = MusicnnEmbedder(embedder_model, num_threads=1)
 
 
-def compute_clip(path: str | Path, embedder=None) -> ClipFeatures:
+def compute_clip(path: str | Path, embedder=None, messages=None) -> ClipFeatures:
     """Decode one audio file and extract every step's features (no cache).
 
     Parameters
@@ -218,41 +223,37 @@ def compute_clip(path: str | Path, embedder=None) -> ClipFeatures:
         Audio file.
     embedder : MusicnnEmbedder or None
         Pretrained embedder; None gives ``D == 0`` embeddings.
+    messages : DecoderMessages, optional
+        Collects the MP3 decoder's complaints for the caller to report (else reported here).
     """
     from streammood.audio.decode import load_audio
-    from streammood.features.embedding import hold_embeddings
     from streammood.features.extractor import extract_offline
 
-    y, sr = load_audio(path)
-    fs = extract_offline(y, sr)
-    n = int(np.asarray(fs.mfcc).shape[0])
-    if embedder is None or n == 0:
-        emb = np.zeros((n, 0), np.float32)
-    else:
-        patch_emb = embedder.embed(np.asarray(fs.mel_patches, np.float32))
-        emb = hold_embeddings(np.asarray(fs.patch_steps), patch_emb, n)
-    clip = ClipFeatures(
-        mfcc=np.asarray(fs.mfcc, np.float32),
-        lld=np.asarray(fs.lld, np.float32),
-        emb=np.asarray(emb, np.float32),
-        t_start=np.asarray(fs.t_start, np.float64),
-        path=str(path),
-    )
+    y, sr = load_audio(path, messages)
+    fs = extract_offline(y, sr, embedder)
+    clip = ClipFeatures(mfcc=fs.mfcc, lld=fs.lld, emb=fs.emb, t_start=fs.t_start, path=str(path))
     _check(clip)
     return clip
 
 
-def _extract_job(path: str, key: str, root: str) -> tuple[ClipFeatures | None, str | None]:
-    """Worker task: extract, save, return ``(clip, None)`` or ``(None, reason)``."""
+def _extract_job(
+    path: str, key: str, root: str
+) -> tuple[ClipFeatures | None, str | None, int]:
+    """Worker task: extract, save, return ``(clip, None, decode_errors)`` or
+    ``(None, reason, decode_errors)``; the parent sums the MP3 frames the decoder concealed
+    into one line for the whole run."""
+    from streammood.audio.decode import DecoderMessages
+
+    messages = DecoderMessages(path)
     try:
-        clip = compute_clip(path, _embedder)
+        clip = compute_clip(path, _embedder, messages)
     except Exception as exc:  # a bad clip must not end the run; the parent reports it by name
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, reason
+        return None, reason, messages.count
     if clip.n_steps == 0:
-        return None, "no complete 500 ms step"
+        return None, "no complete 500 ms step", messages.count
     _save(Path(root), key, clip)
-    return clip, None
+    return clip, None, messages.count
 
 
 def _progress(total: int, enabled: bool):
@@ -342,6 +343,14 @@ def extract_clips(
                 cache.computed += 1
             bar.advance(task)
 
+    if cache.damaged_files:
+        log.warning(
+            "%d of %d clips extracted had damaged MP3 frames, concealed by the decoder (%d decoder "
+            "messages in all, libmpg123); features computed anyway",
+            cache.damaged_files,
+            len(todo),
+            cache.decode_errors,
+        )
     log.info(
         "features of %d clips in %.1f s (%d from cache, %d extracted)",
         len(results),
@@ -378,9 +387,12 @@ def _run_jobs(
             for fut in done:
                 i, path = pending.pop(fut)
                 try:
-                    clip, reason = fut.result()
+                    clip, reason, decode_errors = fut.result()
                 except BrokenProcessPool as exc:
                     raise StreammoodError(
                         f"feature worker died while extracting {path} ({exc})"
                     ) from exc
+                if decode_errors:
+                    cache.decode_errors += decode_errors
+                    cache.damaged_files += 1
                 yield i, path, clip, reason

@@ -14,6 +14,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from streammood.errors import StreammoodError
 from streammood.layout import MEL_BANDS, MEL_PATCH_FRAMES
+from streammood.native import filter_native_stderr
 
 MSD_MTT_VGG_TFLITE = (
     Path(__file__).resolve().parents[2] / "models" / "musicnn" / "msd_mtt_vgg.tflite"
@@ -30,6 +31,12 @@ DEFAULT_TFLITE = (
 (the folder :func:`streammood.runtime.artifact.shipped_model_dir` finds), musicnn MSD + MTT
 and the MSD VGG, two architectures whose embeddings read mood better together than either alone
 (``research/probe_layers.py``, docs/benchmarks.md)."""
+
+
+def is_litert_notice(line: bytes) -> bool:
+    """LiteRT's ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.``, printed on
+    descriptor 2 when an interpreter allocates its tensors: not for the user's terminal."""
+    return line.startswith(b"INFO: Created TensorFlow Lite ")
 
 
 class EmbedderError(StreammoodError):
@@ -84,7 +91,7 @@ class MusicnnEmbedder:
     def _resize(self, batch: int) -> None:
         if batch != self._batch:
             self._interpreter.resize_tensor_input(self._input, [batch, MEL_PATCH_FRAMES, MEL_BANDS])
-            self._interpreter.allocate_tensors()
+            filter_native_stderr(self._interpreter.allocate_tensors, is_litert_notice)
             self._batch = batch
 
     def embed(self, patches: np.ndarray) -> np.ndarray:

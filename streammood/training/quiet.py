@@ -14,7 +14,7 @@ TensorFlow 2.21 prints C++ log lines that tell a user of those commands nothing:
   SavedModel from...``), which ``TF_CPP_MIN_LOG_LEVEL=2`` does hide when set before the import.
 
 :func:`quiet_tensorflow` sets the levels; :func:`import_tensorflow` imports TensorFlow and queries
-its devices with file descriptor 2 captured (:func:`streammood.audio.decode.filter_native_stderr`),
+its devices with file descriptor 2 captured (:func:`streammood.native.filter_native_stderr`),
 drops exactly those lines and writes everything else back (Python warnings, other threads' output,
 TensorFlow's fatal and unexpected error lines). GPUs stay visible: where a driver is installed,
 training can use them. ``TF_CPP_MIN_LOG_LEVEL=0`` in the environment turns all of this off, for
@@ -29,7 +29,7 @@ import re
 import sys
 from types import ModuleType
 
-from streammood.audio.decode import filter_native_stderr
+from streammood.native import filter_native_stderr
 
 log = logging.getLogger(__name__)
 

@@ -177,3 +177,32 @@ def test_parallel_extraction_equals_serial(extracted, fourq_clips, tmp_path):
     assert fresh.computed == 2 and fresh.failed == 1
     for a, b in zip(first, clips, strict=True):
         _assert_same(a, b)
+
+
+def test_decoder_complaints_are_one_line_per_run(fourq_clips, tmp_path, caplog, capfd):
+    """Extraction workers do not print the MP3 decoder's complaints clip by clip: the parent
+    logs one line with the number of damaged clips and of messages, counted as a lone decode
+    counts them."""
+    import logging
+
+    from streammood.audio.decode import DecoderMessages, load_audio
+
+    clips = fourq_clips[:3]
+    expected = []
+    for path in clips:
+        messages = DecoderMessages(path)
+        load_audio(path, messages)
+        expected.append(messages.count)
+    assert any(expected), "the first 4Q clips have damaged frames"
+    capfd.readouterr()
+    cache = FeatureCache(tmp_path / "features", embedder_model=None)
+    with caplog.at_level(logging.WARNING, logger="streammood.datasets.cache"):
+        extract_clips(clips, cache, jobs=1, progress=False)
+    lines = [r.getMessage() for r in caplog.records if "damaged MP3 frames" in r.getMessage()]
+    damaged = sum(1 for n in expected if n)
+    assert lines == [
+        f"{damaged} of 3 clips extracted had damaged MP3 frames, concealed by the decoder "
+        f"({sum(expected)} decoder messages in all, libmpg123); features computed anyway"
+    ]
+    err = capfd.readouterr().err
+    assert "libmpg123" not in err and "had decode errors" not in err

@@ -59,3 +59,22 @@ def test_missing_or_corrupt_model_file(tmp_path: Path):
     with pytest.raises(EmbedderError, match="bad.tflite: not a valid LiteRT model"):
         MusicnnEmbedder(bad)
     assert issubclass(EmbedderError, StreammoodError)
+
+
+def test_litert_notice_stays_off_the_terminal(shipped_model):
+    """LiteRT's delegate notice (printed natively on descriptor 2) is not shown; the embedding
+    still works and other stderr output still gets through."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, numpy as np\n"
+        "from streammood.features.embedding import MusicnnEmbedder\n"
+        f"e = MusicnnEmbedder({str(shipped_model.file('embedder'))!r})\n"
+        "print(e.embed(np.zeros((2, 187, 96), np.float32)).shape)\n"
+        "os.write(2, b'other line\\n')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"(2, {shipped_model.emb_dim})"
+    assert "XNNPACK" not in run.stderr and "other line" in run.stderr
