@@ -56,6 +56,7 @@ def test_page_assets_and_json_endpoints(env):
     page = dash.get("/")
     html = page.read().decode()
     assert page.status == 200 and 'id="source-card"' in html
+    assert page.getheader("content-security-policy").startswith("default-src 'self'")
     for asset in re.findall(r'(?:href|src)="(static/[^"]+)"', html):
         resp = dash.get("/" + asset)
         assert resp.status == 200, asset
@@ -209,3 +210,14 @@ def test_demo_starts_the_dashboard_and_prints_its_url(redis_namespace, capsys):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_serving_never_imports_tensorflow():
+    code = ("import sys, streammood.cli, streammood.dashboard.app, streammood.dashboard.server, "
+            "streammood.osc; from streammood.dashboard.app import create_app; "
+            "create_app('redis://127.0.0.1:1/0', 'p'); "
+            "bad = [m for m in ('tensorflow', 'keras', 'librosa') if m in sys.modules]; "
+            "sys.exit(f'imported {bad}' if bad else 0)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr + run.stdout

@@ -25,8 +25,6 @@ from tests.dashboard.feed import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
-
 COLOURS = {"AP": (0xE6, 0x9F, 0x00), "AN": (0xCC, 0x79, 0xA7), "PN": (0x00, 0x72, 0xB2),
            "PP": (0x00, 0x9E, 0x73)}
 """The quadrant colours of dashboard.css (Okabe-Ito)."""
@@ -81,7 +79,13 @@ def body(driver, key: str) -> str:
     return driver.execute_script(f"return document.body.dataset.{key}")
 
 
+def console_errors(driver) -> list[str]:
+    """Errors in the page's console since the last call (script errors, CSP violations, 404s)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
 def open_page(driver, url: str) -> None:
+    console_errors(driver)  # forget earlier pages' messages
     driver.get(url)
     wait_for(lambda: body(driver, "feed") == "live", 15, 0.05, "the live feed")
     driver.execute_script("window.__noReload = 1")
@@ -150,6 +154,7 @@ def test_source_appears_and_the_point_moves_into_the_right_quadrant(env):
     assert s["trail"] == 121  # the last 60 s of steps (t_end 10.0 ... 70.0)
     assert s["opacities"][0] < 0.2 < 0.7 < s["opacities"][-1]  # the trail fades with age
     assert driver.execute_script("return window.__noReload") == 1
+    assert console_errors(driver) == []
 
 
 def test_history_on_load_segments_new_sources_and_health(env):
@@ -175,6 +180,7 @@ def test_history_on_load_segments_new_sources_and_health(env):
     s = until(driver, "radio1", lambda s: s["health"] == "warn", what="the overflow warning")
     assert "3 audio overflows" in s["healthText"]
     assert driver.execute_script("return window.__noReload") == 1
+    assert console_errors(driver) == []
 
 
 def test_the_page_recovers_after_the_server_restarts(redis_namespace, browser):
