@@ -98,9 +98,9 @@ def bench_listen(
         def __init__(self, inner) -> None:
             self.inner = inner
 
-        def push(self, block):
+        def push(self, block, captured_at=None):
             t_in, c_in = time.time(), time.thread_time()
-            out = self.inner.push(block)
+            out = self.inner.push(block, captured_at)
             t_out = time.time()
             if threads.base_seq is not None:  # steady state: this thread's CPU
                 feature_cpu["extractor push (incl. waiting for musicnn)"] += (

@@ -97,8 +97,11 @@ def subscribe(
     def where(endpoint: object) -> None:
         typer.echo(f"streammood: {endpoint.describe()}", err=True)  # type: ignore[attr-defined]
 
+    import time
+
     for msg in watch(redis_url, source, history, count, prefix, on_endpoint=where):
-        typer.echo(msg.to_json() if json_out else mood_line(msg))
+        # live lines show the delay since capture (captured_at) as seen here
+        typer.echo(msg.to_json() if json_out else mood_line(msg, now=time.time()))
 
 
 @app.command()

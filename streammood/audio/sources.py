@@ -1,7 +1,10 @@
 """Audio sources behind one interface: a sound device (PortAudio via ``sounddevice``) or a file.
 
 Iterating a source yields mono float32 ``(n,)`` blocks at ``source.sample_rate`` Hz. Both kinds
-feed the same :class:`~streammood.audio.framer.Framer`.
+feed the same :class:`~streammood.audio.framer.Framer`. After each block, ``source.captured_at``
+is the wall-clock time (Unix s) at which the block's last sample was captured: PortAudio's ADC
+time of the block for a device (mapped to the wall clock), the pacing clock for a file read in
+real time, and the time the block was read for a file read faster than real time.
 
 ``sounddevice`` is imported lazily: without ``libportaudio2`` it raises ``OSError`` on import, which
 becomes a :class:`DeviceError` only when a device is actually used, so files work without it.
@@ -93,6 +96,8 @@ class AudioSource(Protocol):
     """Human-readable name (file path or device name)."""
     sample_rate: int
     """Hz of the blocks yielded."""
+    captured_at: float | None
+    """Wall clock (Unix s) at which the last sample of the block just yielded was captured."""
 
     @property
     def stats(self) -> SourceStats: ...
@@ -171,6 +176,7 @@ class FileSource:
         self.block_frames = max(1, round(self.sample_rate * block_seconds))
         self._stats = SourceStats()
         self._iterating = False
+        self.captured_at: float | None = None
 
     @property
     def stats(self) -> SourceStats:
@@ -181,12 +187,16 @@ class FileSource:
             raise RuntimeError(f"{self.name}: a FileSource can be iterated once")
         self._iterating = True
         t0 = time.monotonic()
+        wall0 = time.time()
         for block in iter_blocks(self._file, self.block_frames, self.name, self._messages):
             if self.realtime:
-                due = t0 + (self._stats.samples + block.size) / self.sample_rate
-                delay = due - time.monotonic()
+                ahead = (self._stats.samples + block.size) / self.sample_rate
+                delay = t0 + ahead - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                self.captured_at = wall0 + ahead  # the pacing clock
+            else:
+                self.captured_at = time.time()  # read now, faster than real time
             self._stats.blocks += 1
             self._stats.samples += block.size
             yield block
@@ -363,8 +373,11 @@ class DeviceSource:
         self.channels, self.sample_rate = self._negotiate(samplerate)
         self.block_frames = max(1, round(self.sample_rate * block_seconds))
         self.log_every = max(1, int(log_every))
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=queue_blocks)
+        self._queue: queue.Queue[tuple[np.ndarray, float] | None] = queue.Queue(
+            maxsize=queue_blocks
+        )
         self._stats = SourceStats()
+        self.captured_at: float | None = None
         self._stream: Any = None
         self._closed = False
         self._logged_problems = 0
@@ -412,7 +425,9 @@ class DeviceSource:
             if status.input_underflow:
                 self._stats.underflows += 1
         try:
-            self._queue.put_nowait(indata.copy())
+            self._queue.put_nowait(
+                (indata.copy(), _adc_wall_time(time_info, frames, self.sample_rate))
+            )
         except queue.Full:
             self._stats.dropped_blocks += 1
             self._stats.dropped_samples += frames
@@ -456,6 +471,7 @@ class DeviceSource:
                 continue
             if block is None or self._closed:  # close() sentinel, or closed meanwhile
                 return
+            block, self.captured_at = block
             if block.dtype == np.int16:
                 block = block.astype(np.float32) * np.float32(1 / 32768)
             y = to_mono(block)
@@ -499,6 +515,21 @@ class DeviceSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _adc_wall_time(time_info: Any, frames: int, rate: int) -> float:
+    """Wall clock (Unix s) at which the last of ``frames`` samples of a PortAudio input block was
+    captured: the block's ADC time (PortAudio's stream clock) mapped to the wall clock through the
+    callback's ``currentTime``. Host APIs that report no ADC time (0) give the arrival time."""
+    now = time.time()
+    try:
+        adc = float(time_info.inputBufferAdcTime)
+        current = float(time_info.currentTime)
+    except (AttributeError, TypeError, ValueError):
+        return now
+    if adc <= 0.0 or current <= 0.0 or not 0.0 <= current - adc < 10.0:
+        return now
+    return now - (current - adc) + (frames - 1) / rate
 
 
 def open_source(

@@ -47,17 +47,17 @@ DEFAULT_FRAME_MAXLEN = 1_200
 
 # -- model inputs <-> frame -----------------------------------------------------------------
 def encode_inputs(source: str, inputs: ModelInputs, embedder: str) -> bytes:
-    """One feature frame for the bus."""
-    return encode_frame(
-        {
-            "source": source,
-            "seq": inputs.seq,
-            "t_start": inputs.t_start,
-            "t_end": inputs.t_end,
-            "embedder": embedder,
-        },
-        {"mfcc": inputs.mfcc, "lld": inputs.lld, "emb": inputs.emb},
-    )
+    """One feature frame for the bus (``captured_at`` in the header when known)."""
+    header: dict[str, Any] = {
+        "source": source,
+        "seq": inputs.seq,
+        "t_start": inputs.t_start,
+        "t_end": inputs.t_end,
+        "embedder": embedder,
+    }
+    if inputs.captured_at is not None:
+        header["captured_at"] = inputs.captured_at
+    return encode_frame(header, {"mfcc": inputs.mfcc, "lld": inputs.lld, "emb": inputs.emb})
 
 
 def decode_inputs(
@@ -92,7 +92,16 @@ def decode_inputs(
         arrays["mfcc"],
         arrays["lld"],
         arrays["emb"],
+        captured_at=_captured_at(header),
     )
+
+
+def _captured_at(header: dict) -> float | None:
+    """The producer's ``captured_at`` (Unix s), None when absent or not a finite number."""
+    value = header.get("captured_at")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 # -- publishing -----------------------------------------------------------------------------

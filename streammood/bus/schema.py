@@ -70,6 +70,9 @@ class MoodMessage:
         Wall clock when the message was made, seconds since the Unix epoch.
     schema : str
         :data:`SCHEMA_VERSION`.
+    captured_at : float or None
+        Wall clock (Unix s) at which the step's last sample was captured (optional: absent when
+        the producer does not know it); ``emitted_at - captured_at`` is the tagging delay.
     """
 
     source: str
@@ -84,6 +87,7 @@ class MoodMessage:
     model: ModelRef
     emitted_at: float
     schema: str = field(default=SCHEMA_VERSION)
+    captured_at: float | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -103,7 +107,7 @@ class MoodMessage:
             "window_steps": self.window_steps,
             "model": {"name": self.model.name, "version": self.model.version},
             "emitted_at": self.emitted_at,
-        }
+        } | ({} if self.captured_at is None else {"captured_at": self.captured_at})
 
     def to_json(self) -> str:
         """Compact JSON, fixed key order (what goes on the channel and the stream)."""
@@ -149,6 +153,9 @@ class MoodMessage:
                 model=ModelRef(name=model["name"], version=model["version"]),
                 emitted_at=_num(data["emitted_at"], "emitted_at"),
                 schema=schema,
+                captured_at=None
+                if data.get("captured_at") is None
+                else _num(data["captured_at"], "captured_at"),
             )
         except SourceIdError as exc:
             raise MessageError(f"mood message: {exc}") from None
@@ -209,6 +216,14 @@ def _validate(msg: MoodMessage) -> None:
             raise MessageError(
                 f"mood message field {name!r} must be a finite number, got {value!r}"
             )
+    if msg.captured_at is not None and (
+        isinstance(msg.captured_at, bool)
+        or not isinstance(msg.captured_at, int | float)
+        or not math.isfinite(msg.captured_at)
+    ):
+        raise MessageError(
+            f"mood message field 'captured_at' must be a finite number, got {msg.captured_at!r}"
+        )
     if not 0.0 <= msg.t_start <= msg.t_end:
         raise MessageError(
             f"mood message times must satisfy 0 <= t_start <= t_end, got "

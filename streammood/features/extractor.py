@@ -62,6 +62,9 @@ class ModelInputs:
     mel_patch : np.ndarray or None
         ``(187, 96)`` float32 musicnn input ending at ``t_end`` when ``seq % EMBED_EVERY == 0``,
         else None (kept for the ``features`` archive; frames do not carry it).
+    captured_at : float or None
+        Wall clock (Unix s) at which the step's last sample was captured (see
+        :attr:`~streammood.audio.sources.AudioSource.captured_at`); None offline.
     """
 
     seq: int
@@ -71,6 +74,7 @@ class ModelInputs:
     lld: np.ndarray
     emb: np.ndarray
     mel_patch: np.ndarray | None = None
+    captured_at: float | None = None
 
 
 class StreamingExtractor:
@@ -117,6 +121,7 @@ class StreamingExtractor:
         self._lld: dict[int, np.ndarray] = {}
         self._written = 0
         self._finished = False
+        self._clock: deque[tuple[int, float]] = deque(maxlen=64)  # (samples_in, captured_at)
         # warm up before audio flows: the first MFCC block loads librosa's tables (~0.6 s) and the
         # first musicnn call sets its interpreter up (~0.1 s); neither may delay step 0
         mfcc_block(np.zeros(MFCC_HISTORY, np.float32), np.zeros(MFCC_STEP_SAMPLES, np.float32))
@@ -146,14 +151,29 @@ class StreamingExtractor:
         """16 kHz samples written to openSMILE so far."""
         return self._written
 
-    def push(self, block: np.ndarray) -> list[ModelInputs]:
+    def push(self, block: np.ndarray, captured_at: float | None = None) -> list[ModelInputs]:
         """Add ``(n,)`` float32 mono samples at :attr:`input_rate` (any length); return the steps
-        whose inputs are now complete, in ``seq`` order."""
+        whose inputs are now complete, in ``seq`` order.
+
+        ``captured_at`` (Unix s) is when the block's last sample was captured; a step gets the
+        time of its own last sample, counted back from the block that held it."""
         if self._finished:
             raise RuntimeError("StreamingExtractor.push after finish() or close()")
         steps = self.framer.push(block)
+        if captured_at is not None:
+            self._clock.append((self.framer.samples_in, float(captured_at)))
         self._take(self._smile.push(self._add(steps)))
         return self._release()
+
+    def _captured(self, seq: int) -> float | None:
+        """Wall clock of the last sample of step ``seq`` (None without stamped blocks)."""
+        if not self._clock:
+            return None
+        end = (seq + 1) * STEP_SECONDS * self.framer.input_rate
+        for n, t in self._clock:
+            if n >= end:
+                return t - (n - end) / self.framer.input_rate
+        return self._clock[-1][1]
 
     def finish(self) -> list[ModelInputs]:
         """End of stream: the remaining whole steps; then both threads are stopped.
@@ -204,7 +224,14 @@ class StreamingExtractor:
                 if self._musicnn is not None:
                     self._ahead[step.seq] = self._musicnn.submit(self._embedder.embed, patch)
             feats = ModelInputs(
-                step.seq, step.t_start, step.t_end, mfcc, _NO_LLD, self._held, patch
+                step.seq,
+                step.t_start,
+                step.t_end,
+                mfcc,
+                _NO_LLD,
+                self._held,
+                patch,
+                self._captured(step.seq),
             )
             self._pending.append(feats)
             parts.append(self._claim(step.y16, step.seq * SMILE_STEP_SAMPLES))

@@ -51,7 +51,8 @@ def run_capture(
 
     try:
         for block in source:
-            if not send(features.push(block)) or stop.is_set():
+            stamp = getattr(source, "captured_at", None)
+            if not send(features.push(block, captured_at=stamp)) or stop.is_set():
                 break
         else:
             send(features.finish())

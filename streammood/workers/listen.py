@@ -55,7 +55,7 @@ def _feature_loop(
     produced = 0
     try:
         for block in source:
-            for inputs in stage.push(block):
+            for inputs in stage.push(block, captured_at=getattr(source, "captured_at", None)):
                 if max_steps is None or produced < max_steps:
                     queue.put(inputs)
                     produced += 1

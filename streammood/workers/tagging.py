@@ -78,5 +78,6 @@ class MoodStage:
             window_steps=pred.window_steps,
             model=self.model,
             emitted_at=time.time(),
+            captured_at=inputs.captured_at,
         )
         return [msg]

@@ -39,6 +39,7 @@ def _inputs(artifact, y, sr) -> list[ModelInputs]:
 def _fields(msg: MoodMessage) -> dict:
     d = msg.to_dict()
     d.pop("emitted_at")
+    d.pop("captured_at", None)  # a file read faster than real time: when its block was read
     return d
 
 
