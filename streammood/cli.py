@@ -294,11 +294,18 @@ def infer(
         None, "--idle-timeout", min=0, help="Stop after S seconds without frames."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per message."),
+    dead_letter_after: int = typer.Option(
+        60,
+        "--dead-letter-after",
+        min=0,
+        help="Give a source up after N quarantined frames in a row (0: never).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Consume feature frames of all (or some) sources and publish moods; scale by running more."""
     from streammood.bus.connection import connect
     from streammood.bus.embedded import ensure_redis
+    from streammood.bus.frames import default_worker_id
     from streammood.bus.moods import MoodPublisher
     from streammood.console import mood_line
     from streammood.runtime.artifact import load_artifact
@@ -308,9 +315,13 @@ def infer(
     err = _stderr()
     artifact = load_artifact(model)
     endpoint = ensure_redis(redis_url, start=False)
-    err.print(f"streammood: {endpoint.describe()}; model {artifact.name} v{artifact.version}")
+    worker = default_worker_id()
+    err.print(
+        f"streammood: {endpoint.describe()}; model {artifact.name} v{artifact.version}; "
+        f"worker {worker} (metrics {prefix}:metrics:{worker})"
+    )
     client = connect(endpoint.url, timeout=5.0)
-    publisher = MoodPublisher(client, prefix)
+    publisher = MoodPublisher(client, prefix, metrics_id=worker)
     try:
         stats = run_infer(
             client,
@@ -321,13 +332,16 @@ def infer(
             max_messages=count,
             idle_timeout=idle_timeout,
             on_message=None if quiet else (lambda m: typer.echo(mood_line(m))),
+            worker_id=worker,
+            dead_letter_after=dead_letter_after or None,
         )
     finally:
         publisher.close(timeout=10.0)
         client.close()
+    dead = f", dead-lettered: {', '.join(stats.dead_letter)}" if stats.dead_letter else ""
     err.print(
         f"streammood: {stats.published} moods published, {stats.rejected} frames rejected, "
-        f"{stats.replayed} replayed"
+        f"{stats.replayed} replayed{dead}"
     )
 
 
@@ -475,10 +489,21 @@ def evaluate(
     include_seen: bool = typer.Option(
         False, "--include-seen", help="Also score songs the model was trained on."
     ),
+    test_split: bool = typer.Option(
+        False, "--test-split", help="Only the songs of the model's recorded test split."
+    ),
+    stream: bool = typer.Option(
+        False, "--stream", help="Also play the songs back to back through the live path."
+    ),
+    xfade: float = typer.Option(
+        0.0, "--xfade", min=0, max=10, help="Crossfade between songs with --stream, s."
+    ),
+    stream_seed: int = typer.Option(0, "--stream-seed", help="Seed of the song order and gains."),
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="Feature cache folder."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Extraction processes."),
 ) -> None:
-    """Evaluate a model on a labelled data set: metrics.json, confusion matrix, VA plane."""
+    """Evaluate a model on a labelled data set: metrics.json, confusion matrix, VA plane (and,
+    with --stream, the figures of songs played back to back and a stream timeline)."""
     from pathlib import Path
 
     from streammood.training.quiet import quiet_tensorflow
@@ -493,10 +518,18 @@ def evaluate(
         Path(report),
         Path(model) if model else None,
         include_seen=include_seen,
+        test_split=test_split,
+        stream=stream,
+        xfade=xfade,
+        stream_seed=stream_seed,
         cache_dir=Path(cache_dir) if cache_dir else None,
         jobs=jobs,
     )
     typer.echo(format_report(result))
+    if "stream" in result:
+        from streammood.training.streams import format_stream_evaluation
+
+        typer.echo(format_stream_evaluation(result["stream"]))
     typer.echo(f"report written to {report}/metrics.json")
 
 

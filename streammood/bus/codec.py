@@ -15,6 +15,12 @@ The header is an object with at least::
 
 plus any extra fields the producer adds (e.g. ``feature_version``), returned unchanged. The
 payload size must match the shapes exactly. NaN and infinities are data and pass through.
+
+Ranges are checked: ``seq`` is an integer in ``[0, 2**53]``, ``0 <= t_start <= t_end`` (finite),
+the header is at most :data:`MAX_HEADER_BYTES` of JSON nested at most
+:data:`~streammood.bus.limits.MAX_JSON_DEPTH` deep, and a producer field ``session``, when
+present, is a string of 1-64 characters. Whatever is wrong with a frame, :func:`decode_frame`
+raises :class:`FrameError` (never another exception).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from streammood.bus.keys import SourceIdError, validate_source
+from streammood.bus.limits import JsonLimitError, loads_bounded
 from streammood.errors import StreammoodError
 
 FRAME_MAGIC = b"SMFR"
@@ -37,6 +44,8 @@ MAX_HEADER_BYTES = 1 << 16
 """Largest JSON header accepted, bytes."""
 MAX_FRAME_BYTES = 64 << 20
 """Largest frame accepted, bytes."""
+MAX_SEQ = 1 << 53
+"""Largest step number accepted (exact in a JSON double)."""
 
 _PREFIX = struct.Struct("<4sI")
 _RESERVED = ("schema", "arrays")
@@ -115,6 +124,15 @@ def decode_frame(
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise FrameError(f"frame is a {type(data).__name__}, not bytes")
+    try:
+        return _decode(data)
+    except FrameError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure on foreign bytes is a bad frame
+        raise FrameError(f"frame cannot be decoded ({type(exc).__name__}: {exc})") from None
+
+
+def _decode(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     buf = memoryview(data).cast("B")
     if len(buf) > MAX_FRAME_BYTES:
         raise FrameError(f"frame is {len(buf)} bytes, more than {MAX_FRAME_BYTES}")
@@ -129,9 +147,9 @@ def decode_frame(
     if len(buf) < end:
         raise FrameError(f"frame is truncated: header needs {hlen} bytes, {len(buf) - 8} present")
     try:
-        header = json.loads(bytes(buf[_PREFIX.size : end]).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FrameError(f"frame header is not valid JSON: {exc}") from None
+        header = loads_bounded(buf[_PREFIX.size : end], max_bytes=MAX_HEADER_BYTES)
+    except JsonLimitError as exc:
+        raise FrameError(f"frame header is {exc}") from None
     if not isinstance(header, dict):
         raise FrameError("frame header is not a JSON object")
     if header.get("schema") != FRAME_SCHEMA_VERSION:
@@ -171,12 +189,20 @@ def _check_header(header: dict[str, Any]) -> None:
     except SourceIdError as exc:
         raise FrameError(f"frame header: {exc}") from None
     seq = header["seq"]
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise FrameError(f"frame header seq must be an integer >= 0, got {seq!r}")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+        raise FrameError(f"frame header seq must be an integer in [0, 2**53], got {seq!r}")
     for name in ("t_start", "t_end"):
         value = header[name]
         if not _is_finite(value):
             raise FrameError(f"frame header {name} must be a finite number, got {value!r}")
+    if not 0 <= header["t_start"] <= header["t_end"]:
+        raise FrameError(
+            f"frame header times must satisfy 0 <= t_start <= t_end, got "
+            f"{header['t_start']!r}, {header['t_end']!r}"
+        )
+    session = header.get("session")
+    if session is not None and (not isinstance(session, str) or not 0 < len(session) <= 64):
+        raise FrameError("frame header session must be a string of 1-64 characters")
     specs = header.get("arrays")
     if not isinstance(specs, list):
         raise FrameError("frame header 'arrays' must be a list")

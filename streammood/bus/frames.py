@@ -20,14 +20,17 @@ publishes afterwards equal those the old owner would have published.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import re
 import socket
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +46,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FRAME_MAXLEN = 1_200
 """Approximate cap of a feature-frame stream (10 minutes of steps)."""
+FEATURE_LIMITS = {"mfcc": 1e5, "lld": 1e10, "emb": 1e4}
+"""Largest magnitude accepted per array. Real music gives |mfcc| < 1 200 (digital silence
+~1 130), |lld| < 4e6 (energy-like descriptors), |emb| < 5; far beyond is a corrupt frame, which
+would also push the model's states to infinity."""
 
 
 # -- model inputs <-> frame -----------------------------------------------------------------
@@ -68,7 +75,8 @@ def decode_inputs(
     Raises
     ------
     FrameError
-        Wrong embedder, missing array or wrong shape.
+        Wrong embedder, missing array, wrong shape, NaN or infinity, or a value beyond
+        :data:`FEATURE_LIMITS`.
     """
     if header.get("embedder") != embedder:
         raise FrameError(
@@ -83,8 +91,14 @@ def decode_inputs(
             raise FrameError(
                 f"frame seq {header.get('seq')}: {name} has shape {arrays[name].shape}, not {shape}"
             )
-        if not np.all(np.isfinite(arrays[name])):
+        values = arrays[name]
+        if not np.all(np.isfinite(values)):
             raise FrameError(f"frame seq {header.get('seq')}: {name} holds NaN or inf")
+        if values.size and float(np.max(np.abs(values))) > FEATURE_LIMITS[name]:
+            raise FrameError(
+                f"frame seq {header.get('seq')}: {name} holds values beyond "
+                f"±{FEATURE_LIMITS[name]:g} (max |x| = {float(np.max(np.abs(values))):.3g})"
+            )
     return ModelInputs(
         int(header["seq"]),
         float(header["t_start"]),
@@ -148,6 +162,7 @@ class FramePublisher(Outbox[tuple[str, bytes]]):
         for source, frame in items:
             if frame is self._RESET or not frame:
                 pipe.delete(self.keys.frames_stream(source), self.keys.cursor(source))
+                pipe.hdel(self.keys.dead_letter, source)
                 continue
             pipe.xadd(
                 self.keys.frames_stream(source),
@@ -163,16 +178,21 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, n = entry_id.partition("-")
+    return int(ms), int(n or 0)
+
+
 @dataclass(frozen=True)
 class Frame:
-    """One decoded feature frame.
+    """One feature frame read from a source's stream, or an entry that could not be one.
 
     Attributes
     ----------
     source : str
         Source id.
     seq : int
-        Step number.
+        Step number (``-1`` for a rejected entry).
     t_start, t_end : float
         Stream time of the step, seconds.
     arrays : dict[str, np.ndarray]
@@ -184,6 +204,10 @@ class Frame:
     replay : bool
         A warm-up frame that a previous owner of the source already processed: feed it to the
         model state but do not publish its output.
+    error : str or None
+        Why the entry is not a usable frame (oversized, no ``frame`` field, undecodable, another
+        source's frame); ``None`` for a good frame. A rejected entry must be acknowledged like a
+        good one, so the cursor passes it.
     """
 
     source: str
@@ -194,7 +218,23 @@ class Frame:
     header: dict[str, Any] = field(repr=False)
     entry_id: str
     replay: bool = False
+    error: str | None = None
 
+    @property
+    def session(self) -> str | None:
+        """The producer session that wrote the frame (``None`` for producers before sessions)."""
+        value = self.header.get("session")
+        return value if isinstance(value, str) else None
+
+
+DEFAULT_LEASE_MS = 1_200
+"""Lifetime of a source lease, ms: a dead worker's sources are taken over about this long after
+its last renewal (renewals every quarter of it)."""
+MAX_ENTRY_BYTES = 1 << 20
+"""Largest stream entry a reader downloads, bytes (a real frame is ~5.7 kB); a larger one is
+measured in Redis and rejected without being fetched."""
+BATCH_BYTES = 4 << 20
+"""Most frame bytes fetched per source per read."""
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -208,6 +248,45 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_FETCH = """
+-- Entries of one stream, one at a time, measured before they are returned: a flat list of
+-- (id, kind, payload) with kind 'ok' (payload: the frame), 'big' (payload: its size) or
+-- 'missing' (no frame field). KEYS[1]: stream. ARGV: [1] start id (exclusive going forward,
+-- inclusive going back), [2] most entries, [3] largest frame returned, [4] byte budget,
+-- [5] '1': backwards.
+local back = ARGV[5] == '1'
+local pos = ARGV[1]
+local n, maxb, budget = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local out, total = {}, 0
+for i = 1, n do
+  local found
+  if back then
+    local start = pos
+    if i > 1 then start = '(' .. pos end
+    found = redis.call('XREVRANGE', KEYS[1], start, '-', 'COUNT', 1)
+  else
+    found = redis.call('XRANGE', KEYS[1], '(' .. pos, '+', 'COUNT', 1)
+  end
+  local e = found[1]
+  if e == nil then break end
+  local frame = nil
+  local fields = e[2]
+  for j = 1, #fields, 2 do
+    if fields[j] == 'frame' then frame = fields[j + 1] end
+  end
+  if frame == nil then
+    out[#out + 1] = e[1]; out[#out + 1] = 'missing'; out[#out + 1] = ''
+  elseif #frame > maxb then
+    out[#out + 1] = e[1]; out[#out + 1] = 'big'; out[#out + 1] = tostring(#frame)
+  else
+    if total > 0 and total + #frame > budget then break end
+    total = total + #frame
+    out[#out + 1] = e[1]; out[#out + 1] = 'ok'; out[#out + 1] = frame
+  end
+  pos = e[1]
+end
+return out
+"""
 
 
 class FrameReader:
@@ -216,27 +295,43 @@ class FrameReader:
     Parameters
     ----------
     client : redis.Redis
-        Connection; its socket timeout must exceed ``block_ms``.
+        Connection; its socket timeout must exceed a round trip.
     prefix : str
         Key prefix.
     sources : sequence of str or None
         Only ever claim these sources; ``None``: any source in ``{prefix}:sources:frames``.
     worker_id : str or None
-        Unique id of this worker (default: host, pid and a random suffix).
+        Unique id of this worker (default: host, pid and a random suffix; at most 64 characters
+        of a source id's alphabet, so it also names the worker's metrics hash).
     lease_ms : int
-        Lease lifetime, ms; renewed every third of it while :meth:`read` is called.
+        Lease lifetime, ms; renewed every quarter of it while :meth:`read` or :meth:`keepalive`
+        is called, when free sources are also claimed.
     warmup : int
         Frames replayed (``replay=True``) before the cursor when taking over a source
-        (59 rebuilds a 60-step rolling window exactly).
+        (59 rebuilds a 60-step rolling window exactly). Only frames of the producer session of
+        the cursor's frame count, and only those ``validate`` accepts.
     block_ms : int
         Longest wait in :meth:`read` for new frames, ms.
     balance : bool
         Claim at most a fair share of the sources and release the excess.
+    max_entry_bytes : int
+        Larger entries are rejected without being downloaded (their size is read in Redis).
+    batch_bytes : int
+        Most frame bytes fetched per source and read (at least one frame is).
+    poll_ms : float
+        Interval between fetches while waiting for frames, ms.
+    validate : callable or None
+        ``validate(frame) -> bool``: whether a replayed frame would be a valid step (e.g. the
+        worker's own model checks), so that the rebuilt window holds the same steps as the old
+        owner's.
 
     Notes
     -----
-    Call :meth:`ack` with each frame once its output is published, then the cursor is written
-    at the next :meth:`read`. :meth:`released` tells which sources were lost (drop their state).
+    Every frame :meth:`read` returns that is not a replay — rejected entries (``error`` set)
+    included — must be passed to :meth:`ack` once handled; the cursor ``{prefix}:cursor:{source}``
+    then moves to the newest entry up to which every frame is acknowledged (never backwards,
+    never past a frame still in hand), written with the next :meth:`read`. :meth:`released`
+    tells which sources were lost (drop their state).
     """
 
     def __init__(
@@ -246,28 +341,41 @@ class FrameReader:
         *,
         sources: Sequence[str] | None = None,
         worker_id: str | None = None,
-        lease_ms: int = 5_000,
+        lease_ms: int = DEFAULT_LEASE_MS,
         warmup: int = 59,
         block_ms: int = 200,
         balance: bool = True,
+        max_entry_bytes: int = MAX_ENTRY_BYTES,
+        batch_bytes: int = BATCH_BYTES,
+        poll_ms: float = 10.0,
+        validate: Callable[[Frame], bool] | None = None,
     ) -> None:
         self.client = client
         self.keys = Keys(prefix)
         self.only = None if sources is None else {validate_source(s) for s in sources}
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = validate_source(worker_id or default_worker_id())
         self.lease_ms = lease_ms
         self.warmup = warmup
         self.block_ms = block_ms
         self.balance = balance
+        self.max_entry_bytes = max_entry_bytes
+        self.batch_bytes = batch_bytes
+        self.poll_ms = poll_ms
+        self.validate = validate
         self.rejected = 0
-        """Malformed frames skipped so far."""
+        """Entries rejected so far (returned with ``error`` set)."""
+        self.dead: frozenset[str] = frozenset()
+        """Sources in the dead-letter hash at the last maintenance."""
         self._last: dict[str, str] = {}  # owned source -> last entry id read
+        self._outstanding: dict[str, deque[str]] = {}  # entries handed out, not yet acked
+        self._acked: dict[str, set[str]] = {}
         self._pending_ack: dict[str, str] = {}
         self._released: set[str] = set()
         self._replay: list[Frame] = []
-        self._next_renew = 0.0
+        self._next_maintain = 0.0
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._fetch = client.register_script(_FETCH)
 
     @property
     def owned(self) -> frozenset[str]:
@@ -275,44 +383,66 @@ class FrameReader:
         return frozenset(self._last)
 
     def released(self) -> set[str]:
-        """Sources lost (lease expired or given away) since the last call."""
+        """Sources lost (lease expired, given away or dead-lettered) since the last call."""
         out, self._released = self._released, set()
         return out
 
     def ack(self, frame: Frame) -> None:
-        """Mark ``frame`` as processed (its cursor is written with the next :meth:`read`)."""
-        if frame.source in self._last and not frame.replay:
-            self._pending_ack[frame.source] = frame.entry_id
+        """Mark ``frame`` as handled (good or rejected); the cursor follows with the next
+        :meth:`read`."""
+        src = frame.source
+        if frame.replay or src not in self._last:
+            return
+        outstanding = self._outstanding.get(src)
+        if not outstanding or _id_key(frame.entry_id) < _id_key(outstanding[0]):
+            return  # nothing in hand, or acknowledged before
+        acked = self._acked[src]
+        acked.add(frame.entry_id)
+        done = None
+        while outstanding and outstanding[0] in acked:
+            done = outstanding.popleft()
+            acked.discard(done)
+        if done is not None:
+            self._pending_ack[src] = done
+
+    def keepalive(self) -> None:
+        """Heartbeat, renew leases and claim or release sources, if due (cheap otherwise). Call
+        it between frames when a batch takes long, so leases do not lapse."""
+        now = time.monotonic()
+        if now >= self._next_maintain:
+            self._maintain()
+            self._next_maintain = time.monotonic() + self.lease_ms / 4000.0
 
     def read(self, count: int = 64) -> list[Frame]:
-        """Up to ``count`` frames per owned source, waiting up to ``block_ms`` for new ones.
+        """Up to ``count`` entries per owned source, waiting up to ``block_ms`` for new ones.
 
-        Frames come in stream order per source; malformed frames are logged with the reason,
-        counted in :attr:`rejected` and skipped. Redis errors propagate (the caller retries).
+        Entries come in stream order per source (replays of a source taken over first). Entries
+        that cannot be frames come back with :attr:`Frame.error` set and are counted in
+        :attr:`rejected`. Redis errors propagate (the caller retries).
         """
-        now = time.monotonic()
-        if now >= self._next_renew:
-            self._maintain()
-            self._next_renew = now + self.lease_ms / 3000.0
+        deadline = time.monotonic() + self.block_ms / 1000.0
+        while True:
+            self.keepalive()
+            self._write_acks()
+            out, self._replay = self._replay, []
+            if self._last:
+                out += self._fetch_new(count)
+            remaining = deadline - time.monotonic()
+            if out or remaining <= 0:
+                return out
+            time.sleep(min(self.poll_ms / 1000.0, remaining))
+
+    def dead_letter(self, source: str, info: dict[str, Any]) -> None:
+        """Move ``source`` to the dead-letter hash ``{prefix}:deadletter`` (field: the source,
+        value: ``info`` as JSON) and give it up; no worker claims it until the field is deleted
+        (a new capture session does that)."""
         self._write_acks()
-        out, self._replay = self._replay, []
-        if not self._last:
-            if not out:
-                time.sleep(self.block_ms / 1000.0)
-            return out
-        streams = {self.keys.frames_stream(s): last for s, last in self._last.items()}
-        reply = self.client.xread(streams, count=count, block=None if out else self.block_ms)
-        for stream, entries in reply or []:
-            src = _text(stream).rsplit(":", 1)[1]
-            if src not in self._last:
-                continue
-            for entry_id, fields in entries:
-                eid = _text(entry_id)
-                self._last[src] = eid
-                frame = self._decode(src, eid, fields)
-                if frame is not None:
-                    out.append(frame)
-        return out
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self.keys.dead_letter, source, json.dumps(info, separators=(",", ":")))
+        pipe.execute()
+        self._release(keys=[self.keys.lease(source)], args=[self.worker_id])
+        self._drop(source)
+        self.dead = self.dead | {source}
 
     def close(self) -> None:
         """Write pending cursors and give every lease back."""
@@ -332,20 +462,60 @@ class FrameReader:
         self.close()
 
     # -- internals ---------------------------------------------------------------------------
-    def _decode(self, src: str, eid: str, fields: dict, replay: bool = False) -> Frame | None:
+    def _fetch_raw(self, pipe: Any, src: str, start: str, count: int, back: bool = False) -> None:
+        self._fetch(
+            keys=[self.keys.frames_stream(src)],
+            args=[start, count, self.max_entry_bytes, self.batch_bytes, "1" if back else "0"],
+            client=pipe,
+        )
+
+    def _entries(self, src: str, reply: list) -> list[Frame]:
+        """Frames (good or rejected) from one fetch reply, in reply order."""
+        out = []
+        for i in range(0, len(reply) - 2, 3):
+            eid, kind, payload = _text(reply[i]), _text(reply[i + 1]), reply[i + 2]
+            if kind == "ok":
+                out.append(self._decode(src, eid, payload))
+            elif kind == "big":
+                out.append(
+                    self._rejected(
+                        src,
+                        eid,
+                        f"stream entry is {_text(payload)} bytes, more than "
+                        f"{self.max_entry_bytes} (not downloaded)",
+                    )
+                )
+            else:
+                out.append(self._rejected(src, eid, "stream entry has no 'frame' field"))
+        return out
+
+    def _fetch_new(self, count: int) -> list[Frame]:
+        sources = sorted(self._last)
+        pipe = self.client.pipeline(transaction=False)
+        for src in sources:
+            self._fetch_raw(pipe, src, self._last[src], count)
+        out = []
+        for src, reply in zip(sources, pipe.execute(), strict=True):
+            if src not in self._last:
+                continue
+            for frame in self._entries(src, reply or []):
+                self._last[src] = frame.entry_id
+                self._outstanding.setdefault(src, deque()).append(frame.entry_id)
+                if frame.error is not None:
+                    self.rejected += 1
+                out.append(frame)
+        return out
+
+    def _rejected(self, src: str, eid: str, reason: str) -> Frame:
+        return Frame(src, -1, 0.0, 0.0, {}, {}, eid, False, reason)
+
+    def _decode(self, src: str, eid: str, raw: bytes) -> Frame:
         try:
-            raw = fields.get(b"frame")
-            if raw is None:
-                raise FrameError("stream entry has no 'frame' field")
             header, arrays = decode_frame(raw)
             if header["source"] != src:
                 raise FrameError(f"frame of source {header['source']!r} in the stream of {src!r}")
         except FrameError as exc:
-            self.rejected += 1
-            log.warning("rejected frame %s of %s: %s", eid, self.keys.frames_stream(src), exc)
-            if not replay:
-                self._pending_ack[src] = eid
-            return None
+            return self._rejected(src, eid, str(exc))
         return Frame(
             src,
             header["seq"],
@@ -354,7 +524,6 @@ class FrameReader:
             arrays,
             header,
             eid,
-            replay,
         )
 
     def _write_acks(self) -> None:
@@ -374,11 +543,20 @@ class FrameReader:
         pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms)
         pipe.zcard(self.keys.workers)
         pipe.smembers(self.keys.frame_sources)
-        _, _, n_workers, members = pipe.execute()
-        for src in list(self._last):
-            if not self._renew(keys=[self.keys.lease(src)], args=[self.worker_id, self.lease_ms]):
-                log.warning("worker %s lost the lease of source %s", self.worker_id, src)
-                self._drop(src)
+        pipe.hkeys(self.keys.dead_letter)
+        _, _, n_workers, members, dead = pipe.execute()
+        self.dead = frozenset(_text(d) for d in dead)
+        owned = sorted(self._last)
+        if owned:
+            pipe = self.client.pipeline(transaction=False)
+            for src in owned:
+                self._renew(
+                    keys=[self.keys.lease(src)], args=[self.worker_id, self.lease_ms], client=pipe
+                )
+            for src, ok in zip(owned, pipe.execute(), strict=True):
+                if not ok:
+                    log.warning("worker %s lost the lease of source %s", self.worker_id, src)
+                    self._drop(src)
         candidates = []
         for raw in members:
             src = _text(raw)
@@ -386,8 +564,11 @@ class FrameReader:
                 validate_source(src)
             except SourceIdError:
                 continue
-            if self.only is None or src in self.only:
+            if (self.only is None or src in self.only) and src not in self.dead:
                 candidates.append(src)
+        for src in [s for s in self._last if s in self.dead]:
+            self._release(keys=[self.keys.lease(src)], args=[self.worker_id])
+            self._drop(src)
         share = len(candidates)
         if self.balance and n_workers > 1:
             share = math.ceil(len(candidates) / n_workers)
@@ -397,33 +578,76 @@ class FrameReader:
             self._release(keys=[self.keys.lease(src)], args=[self.worker_id])
             log.info("worker %s hands source %s over (fair share %d)", self.worker_id, src, share)
             self._drop(src)
-        for src in sorted(candidates):
-            if len(self._last) >= share:
-                break
-            if src in self._last:
-                continue
-            if self.client.set(self.keys.lease(src), self.worker_id, nx=True, px=self.lease_ms):
-                self._claim(src)
+        free = [s for s in sorted(candidates) if s not in self._last]
+        wanted = max(0, share - len(self._last))
+        if not free or not wanted:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for src in free:
+            pipe.set(self.keys.lease(src), self.worker_id, nx=True, px=self.lease_ms)
+        won = [src for src, ok in zip(free, pipe.execute(), strict=True) if ok]
+        for src in won[:wanted]:
+            self._claim(src)
+        for src in won[wanted:]:  # more came free than this worker's share: give them back
+            self._release(keys=[self.keys.lease(src)], args=[self.worker_id])
 
     def _claim(self, src: str) -> None:
-        stream = self.keys.frames_stream(src)
         cursor = self.client.get(self.keys.cursor(src))
+        self._outstanding[src] = deque()
+        self._acked[src] = set()
         if cursor is None:
             self._last[src] = "0-0"
             log.info("worker %s took source %s from its first frame", self.worker_id, src)
             return
         cursor = _text(cursor)
         self._last[src] = cursor
-        if self.warmup > 0:
-            entries = self.client.xrevrange(stream, max=cursor, count=self.warmup)
-            for entry_id, fields in reversed(entries):
-                frame = self._decode(src, _text(entry_id), fields, replay=True)
-                if frame is not None:
-                    self._replay.append(frame)
+        self._replay.extend(self._warmup_frames(src, cursor))
         log.info("worker %s took source %s over after entry %s", self.worker_id, src, cursor)
+
+    def _warmup_frames(self, src: str, cursor: str) -> list[Frame]:
+        """Up to ``warmup`` valid frames up to ``cursor`` (inclusive) of the cursor frame's
+        session, oldest first, flagged ``replay``."""
+        if self.warmup <= 0:
+            return []
+        got: list[Frame] = []
+        session: str | None = None
+        first = True
+        later_seq: int | None = None  # seq of the frame after this one (going back)
+        start, scanned, limit = cursor, 0, 4 * self.warmup + 16
+        while len(got) < self.warmup and scanned < limit:
+            pipe = self.client.pipeline(transaction=False)
+            self._fetch_raw(pipe, src, start, min(64, limit - scanned), back=True)
+            (reply,) = pipe.execute()
+            entries = self._entries(src, reply or [])
+            if not entries:
+                break
+            start = f"({entries[-1].entry_id}"
+            for frame in entries:
+                scanned += 1
+                if frame.error is not None:
+                    continue
+                if first:
+                    session, first = frame.session, False
+                elif frame.session != session or (later_seq is not None and frame.seq >= later_seq):
+                    return [replace(f, replay=True) for f in reversed(got)]  # an older session
+                later_seq = frame.seq
+                if self.validate is None or self.validate(frame):
+                    got.append(frame)
+                    if len(got) >= self.warmup:
+                        break
+        return [replace(f, replay=True) for f in reversed(got)]
 
     def _drop(self, src: str) -> None:
         self._last.pop(src, None)
         self._pending_ack.pop(src, None)
+        self._outstanding.pop(src, None)
+        self._acked.pop(src, None)
         self._replay = [f for f in self._replay if f.source != src]
         self._released.add(src)
+
+
+def default_worker_id() -> str:
+    """``host-pid-xxxxxx`` made to fit a source id (at most 64 characters)."""
+    host = re.sub(r"[^A-Za-z0-9._-]+", "-", socket.gethostname()).strip("-._") or "host"
+    suffix = f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return host[: 64 - len(suffix)] + suffix

@@ -14,6 +14,7 @@ key                                type         content
 ``streammood:lease:{source}``      string       id of the ``infer`` worker that owns a source
 ``streammood:cursor:{source}``     string       last frame entry id processed for a source
 ``streammood:workers``             sorted set   live ``infer`` workers, scored by lease expiry (ms)
+``streammood:deadletter``          hash         sources given up on: source -> JSON (reason, counts)
 =================================  ===========  ==================================================
 """
 
@@ -112,3 +113,8 @@ class Keys:
     def workers(self) -> str:
         """Sorted set of live ``infer`` worker ids, scored by heartbeat expiry (Unix ms)."""
         return f"{self.prefix}:workers"
+
+    @property
+    def dead_letter(self) -> str:
+        """Hash of dead-lettered sources: source id -> JSON reason and counts."""
+        return f"{self.prefix}:deadletter"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streammood.bus.keys import SourceIdError, validate_source
+from streammood.bus.limits import JsonLimitError, loads_bounded
 from streammood.errors import StreammoodError
 
 SCHEMA_VERSION = "1"
@@ -30,6 +31,8 @@ PN = -valence -arousal."""
 
 PROBS_TOLERANCE = 1e-2
 """How far the quadrant probabilities may sum from 1."""
+MAX_MESSAGE_BYTES = 1 << 16
+"""Largest mood message accepted, bytes of JSON (a real one is ~300)."""
 
 
 class MessageError(StreammoodError):
@@ -162,12 +165,29 @@ class MoodMessage:
 
     @classmethod
     def from_json(cls, text: str | bytes | bytearray) -> MoodMessage:
-        """Parse and validate one JSON message (see :meth:`from_dict`)."""
+        """Parse and validate one JSON message (see :meth:`from_dict`): at most
+        :data:`MAX_MESSAGE_BYTES` bytes, nested at most
+        :data:`~streammood.bus.limits.MAX_JSON_DEPTH` deep.
+
+        Raises
+        ------
+        MessageError
+            Whatever is wrong with ``text`` (never another exception).
+        """
+        if not isinstance(text, str | bytes | bytearray | memoryview):
+            raise MessageError(f"mood message is a {type(text).__name__}, not text")
         try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MessageError(f"mood message is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+            data = loads_bounded(text, max_bytes=MAX_MESSAGE_BYTES)
+        except JsonLimitError as exc:
+            raise MessageError(f"mood message is {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except MessageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure on foreign data is a bad message
+            raise MessageError(
+                f"mood message cannot be read ({type(exc).__name__}: {exc})"
+            ) from None
 
 
 _FIELDS = (

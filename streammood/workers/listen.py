@@ -9,6 +9,7 @@ when inference falls behind, steps queue up to a bound, then the oldest are drop
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +20,12 @@ from streammood.audio.sources import AudioSource, FileSource
 from streammood.bus.moods import MoodPublisher
 from streammood.bus.outbox import BoundedQueue
 from streammood.bus.schema import MoodMessage
+from streammood.errors import StreammoodError
 from streammood.features.extractor import ModelInputs
 from streammood.stage import Stage
 from streammood.workers.tagging import MoodStage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,12 +37,15 @@ class ListenStats:
     overflows: int = 0
     dropped_blocks: int = 0
     gaps: int = 0
+    rejected: int = 0
+    """Steps whose model output was not a valid prediction (never published)."""
     errors: list[Exception] = field(default_factory=list)
 
     def as_metrics(self) -> dict[str, int]:
         return {
             "steps": self.steps,
             "dropped_steps": self.dropped_steps,
+            "rejected_steps": self.rejected,
             "audio_overflows": self.overflows,
             "audio_dropped_blocks": self.dropped_blocks,
         }
@@ -123,8 +130,16 @@ def run_listen(
     )
     worker.start()
 
-    def tag(inputs: ModelInputs) -> MoodMessage:
-        (msg,) = mood.push(inputs)
+    def tag(inputs: ModelInputs) -> MoodMessage | None:
+        try:
+            (msg,) = mood.push(inputs)
+        except StreammoodError as exc:  # an invalid model output: this step only
+            stats.rejected += 1
+            if stats.rejected == 1:
+                log.warning(
+                    "step %d not published: %s (further ones only counted)", inputs.seq, exc
+                )
+            return None
         if publisher is not None:
             publisher.publish(msg)
         stats.steps += 1
@@ -138,6 +153,8 @@ def run_listen(
                     break
                 continue
             msg = tag(inputs)
+            if msg is None:
+                continue
             stats.dropped_steps = queue.dropped
             stats.gaps = mood.gaps
             src = source.stats

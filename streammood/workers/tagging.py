@@ -14,6 +14,7 @@ import time
 from streammood.bus.schema import ModelRef, MoodMessage
 from streammood.features.extractor import ModelInputs, StreamingExtractor
 from streammood.runtime.artifact import ModelArtifact
+from streammood.runtime.checks import OutputError, check_embedder, check_prediction, warm_up
 from streammood.runtime.labels import QUADRANTS
 from streammood.runtime.rolling import MoodRuntime, StepModel
 
@@ -22,8 +23,14 @@ def feature_stage(
     artifact: ModelArtifact, sample_rate: int, num_threads: int = 1
 ) -> StreamingExtractor:
     """The feature stage for ``artifact``: audio blocks at ``sample_rate`` Hz → :class:`ModelInputs`
-    with the artifact's embedder (warmed up; close it when done)."""
-    return StreamingExtractor(sample_rate, artifact.embedder(num_threads))
+    with the artifact's embedder (its output checked on a known patch; close it when done).
+
+    Raises
+    ------
+    ModelError
+        The embedder does not compute (non-finite output on the known patch).
+    """
+    return StreamingExtractor(sample_rate, check_embedder(artifact.embedder(num_threads)))
 
 
 class MoodStage:
@@ -33,14 +40,21 @@ class MoodStage:
     A step whose ``seq`` is lower than expected means the source restarted (a new capture
     session): the window starts over. A higher one means steps were dropped upstream: they are
     counted in :attr:`gaps` and the window runs on over them.
+
+    The model is warmed up on a known input and its outputs checked
+    (:func:`~streammood.runtime.checks.warm_up`: ``ModelError`` if it does not compute). A step
+    whose output is not a valid prediction raises
+    :class:`~streammood.runtime.checks.OutputError` and is never a message; the window starts
+    over after it (a state that produced NaN cannot be trusted).
     """
 
     def __init__(
         self, artifact: ModelArtifact, source: str, step_model: StepModel | None = None
     ) -> None:
         self.source = source
+        step_model = step_model or StepModel(artifact)
+        warm_up(artifact, step_model)
         self.runtime = MoodRuntime(artifact, step_model=step_model)
-        self.runtime.warm_up()
         self.model = ModelRef(artifact.name, artifact.version)
         self.expected_seq: int | None = None
         self.gaps = 0
@@ -66,6 +80,11 @@ class MoodStage:
             self.gaps += inputs.seq - self.expected_seq
         self.expected_seq = inputs.seq + 1
         (pred,) = self.runtime.push(inputs)
+        try:
+            check_prediction(pred, f"source {self.source} step {inputs.seq}")
+        except OutputError:
+            self.runtime.reset()
+            raise
         msg = MoodMessage(
             source=self.source,
             seq=inputs.seq,

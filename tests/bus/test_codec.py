@@ -121,3 +121,39 @@ def test_random_truncations_and_corruptions_never_crash():
             assert all(a.dtype == np.float32 for a in arrays.values())
             assert header["schema"] == "1"
     assert outcomes["error"] > 1000
+
+
+def _raw_header_frame(raw: bytes) -> bytes:
+    return FRAME_MAGIC + struct.pack("<I", len(raw)) + raw
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (_raw_header_frame(b"[" * 30_000 + b"]" * 30_000), "nested deeper"),  # RecursionError
+        (_raw_header_frame(b'{"a":' * 20 + b"1" + b"}" * 20), "nested deeper"),
+        (_frame_with_header({**HEADER, "schema": "1", "t_start": -1.0, "arrays": []}, b""),
+         "0 <= t_start <= t_end"),
+        (_frame_with_header({**HEADER, "schema": "1", "t_start": 3.0, "t_end": 2.0,
+                             "arrays": []}, b""), "0 <= t_start <= t_end"),
+        (_frame_with_header({**HEADER, "schema": "1", "seq": 2**60, "arrays": []}, b""),
+         r"2\*\*53"),
+        (_frame_with_header({**HEADER, "schema": "1", "t_end": 1e400, "arrays": []}, b""),
+         "finite"),
+        (_frame_with_header({**HEADER, "schema": "1", "session": ["x"], "arrays": []}, b""),
+         "session"),
+        (_raw_header_frame(b'{"schema": "1", "x": "\\ud800"}'), "lacks field"),
+        (_raw_header_frame(b'{"seq": 1' + b"0" * 5000 + b"}"), "JSON"),  # int too long to parse
+    ],
+)
+def test_hostile_headers_are_frame_errors(data, reason):
+    """Deep nesting, ranges and parser failures of any kind become FrameError, never another
+    exception (a RecursionError used to kill `infer`)."""
+    with pytest.raises(FrameError, match=reason) as info:
+        decode_frame(data)
+    assert "\n" not in str(info.value)
+
+
+def test_session_passes_through():
+    header, _ = decode_frame(encode_frame({**HEADER, "session": "a1b2c3"}, {}))
+    assert header["session"] == "a1b2c3"

@@ -1,4 +1,3 @@
-import logging
 import re
 import time
 
@@ -39,14 +38,15 @@ def _publish_frames(url, prefix, source, seqs, begin=False):
             pub.publish(_frame(source, s), source)
 
 
-def _drain(reader, until, timeout=5.0):
+def _drain(reader, until, timeout=5.0, ack=True):
     got = []
     end = time.monotonic() + timeout
     while time.monotonic() < end and not until(got):
         frames = reader.read()
         for f in frames:
             got.append(f)
-            reader.ack(f)
+            if ack:
+                reader.ack(f)
     return got
 
 
@@ -136,7 +136,7 @@ def test_publish_rejects_wrong_types(redis_namespace):
 
 # -- reading --------------------------------------------------------------------------------
 
-def test_frame_reader_reads_sources_in_order_and_rejects_malformed(redis_namespace, caplog):
+def test_frame_reader_reads_sources_in_order_and_rejects_malformed(redis_namespace):
     url, prefix = redis_namespace
     keys = Keys(prefix)
     client = redis.Redis.from_url(url)
@@ -147,21 +147,56 @@ def test_frame_reader_reads_sources_in_order_and_rejects_malformed(redis_namespa
     client.xadd(keys.frames_stream("s2"), {"frame": _frame("s1", 99)})  # wrong stream
     _publish_frames(url, prefix, "s1", [5])
     reader = FrameReader(client, prefix, worker_id="w1", block_ms=50)
-    with caplog.at_level(logging.WARNING, logger="streammood.bus.frames"):
-        got = _drain(reader, lambda g: len(g) >= 9)
+    got = _drain(reader, lambda g: len(g) >= 12)
+    good = [f for f in got if f.error is None]
     assert reader.owned == {"s1", "s2"}
-    assert [f.seq for f in got if f.source == "s1"] == [0, 1, 2, 3, 4, 5]
-    assert [f.seq for f in got if f.source == "s2"] == [0, 1, 2]
-    assert all(np.array_equal(f.arrays["x"], np.full(3, f.seq, np.float32)) for f in got)
+    assert [f.seq for f in good if f.source == "s1"] == [0, 1, 2, 3, 4, 5]
+    assert [f.seq for f in good if f.source == "s2"] == [0, 1, 2]
+    assert all(np.array_equal(f.arrays["x"], np.full(3, f.seq, np.float32)) for f in good)
     assert not any(f.replay for f in got)
-    assert reader.rejected == 3
-    reasons = " ".join(r.getMessage() for r in caplog.records)
+    # rejected entries come back in stream order, with the reason, to be acknowledged
+    assert [f.seq for f in got if f.source == "s1"] == [0, 1, 2, 3, 4, -1, -1, 5]
+    rejected = [f for f in got if f.error is not None]
+    assert reader.rejected == len(rejected) == 3
+    reasons = " ".join(f.error for f in rejected)
     assert "no 'frame' field" in reasons and "in the stream of 's2'" in reasons
     reader.read()  # writes the cursors
     last_s1 = client.xrevrange(keys.frames_stream("s1"), count=1)[0][0]
     assert client.get(keys.cursor("s1")) == last_s1
     reader.close()
     assert client.get(keys.lease("s1")) is None
+
+
+def test_cursor_never_passes_a_frame_in_hand_nor_moves_back(redis_namespace):
+    """Acks out of order: the cursor follows the longest acknowledged prefix of the stream."""
+    url, prefix = redis_namespace
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(url)
+    _publish_frames(url, prefix, "s1", range(2), begin=True)
+    client.xadd(keys.frames_stream("s1"), {"frame": b"junk"})
+    _publish_frames(url, prefix, "s1", range(2, 4))
+    reader = FrameReader(client, prefix, worker_id="w1", block_ms=50)
+    got = _drain(reader, lambda g: len(g) >= 5, ack=False)
+    ids = [f.entry_id for f in got]
+    assert [f.seq for f in got] == [0, 1, -1, 2, 3]
+
+    def cursor():
+        reader.read()
+        value = client.get(keys.cursor("s1"))
+        return value.decode() if value else None
+
+    reader.ack(got[2])  # the rejected entry first: frames 0 and 1 are still in hand
+    assert cursor() is None
+    reader.ack(got[0])
+    assert cursor() == ids[0]
+    reader.ack(got[4])
+    reader.ack(got[1])  # 0, 1 and the rejected entry are done; frame 2 is not
+    assert cursor() == ids[2]
+    reader.ack(got[1])  # acknowledging again does not move it back
+    assert cursor() == ids[2]
+    reader.ack(got[3])
+    assert cursor() == ids[4]
+    reader.close()
 
 
 def test_takeover_replays_warmup_frames_then_continues(redis_namespace):
@@ -206,3 +241,56 @@ def test_two_workers_split_sources_and_a_lost_lease_is_reported(redis_namespace)
     assert lost == {stolen} and stolen not in a.owned
     a.close()
     b.close()
+
+
+_MEMORY_PROBE = """
+import json, resource, sys, time
+import redis
+from streammood.bus.frames import FrameReader
+url, prefix, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+client = redis.Redis.from_url(url, socket_timeout=30)
+reader = FrameReader(client, prefix, worker_id="probe", block_ms=100)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+got, end = [], time.monotonic() + 60
+while len(got) < n and time.monotonic() < end:
+    for f in reader.read():
+        got.append(f)
+        reader.ack(f)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+reader.close()
+print(json.dumps({"before_kb": before, "after_kb": after,
+                  "seqs": [f.seq for f in got], "errors": [f.error for f in got]}))
+"""
+
+
+@pytest.mark.slow
+def test_huge_entries_are_measured_in_redis_and_never_downloaded(redis_server):
+    """Eight 40 MB entries between real frames: the reader rejects each by its size, read in
+    Redis, and its peak memory does not grow by their size (it grew by 761 MB with 70 MB ones)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    client = redis.Redis.from_url(redis_server.url)
+    keys = Keys("huge")
+    stream = keys.frames_stream("big")
+    client.sadd(keys.frame_sources, "big")
+    client.xadd(stream, {"frame": _frame("big", 0)})
+    blob = b"SMFR" + bytes(40 << 20)
+    for _ in range(8):
+        client.xadd(stream, {"frame": blob})
+    client.xadd(stream, {"frame": _frame("big", 1)})
+    del blob
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, redis_server.url, "huge", "10"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["seqs"] == [0] + [-1] * 8 + [1]
+    assert all("not downloaded" in e for e in out["errors"][1:9])
+    growth_mb = (out["after_kb"] - out["before_kb"]) / 1024
+    assert growth_mb < 30, f"peak RSS grew by {growth_mb:.0f} MB"
+    assert client.get(keys.cursor("big")) is not None  # the cursor passed them all

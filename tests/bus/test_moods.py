@@ -143,3 +143,38 @@ def test_subscription_survives_a_redis_restart(redis_server):
         time.sleep(0.2)
     t.join(5)
     assert [m.seq for m in out] == [1, 2]
+
+
+def test_subscribe_command_survives_poison_on_the_public_channel(redis_namespace):
+    """A deeply nested, an oversized and a garbage message on the channel: `streammood
+    subscribe` logs and skips them and prints the valid ones (it used to die on the first)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    url, prefix = redis_namespace
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streammood", "subscribe", "--redis-url", url, "--prefix", prefix,
+         "--count", "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        end = time.monotonic() + 30
+        while client.pubsub_numsub(keys.mood_channel)[0][1] == 0 and time.monotonic() < end:
+            time.sleep(0.05)
+        client.publish(keys.mood_channel, "[" * 30_000 + "]" * 30_000)  # RecursionError
+        client.publish(keys.mood_channel, '{"schema":"1","x":' + "[" * 40 + "]" * 40 + "}")
+        client.publish(keys.mood_channel, b"x" * (1 << 20))
+        client.publish(keys.mood_channel, b"\xff\x00")
+        for seq in (1, 2):
+            client.publish(keys.mood_channel, make_message("a", seq).to_json())
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert len(out.splitlines()) == 2 and all(" a " in line for line in out.splitlines())
+    assert err.count("skipping malformed mood message") == 4
+    assert "Traceback" not in err

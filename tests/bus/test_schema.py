@@ -73,3 +73,20 @@ def test_non_finite_values_cannot_be_built_or_serialised():
         make_message(valence=math.nan)
     with pytest.raises(MessageError):
         MoodMessage.from_json(make_message().to_json().replace('"valence":0.25', '"valence":NaN'))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "more than 65536"),
+        ("[" * 30_000 + "]" * 30_000, "nested deeper"),  # RecursionError in json
+        ('{"schema":"1","x":' + "[" * 17 + "]" * 17 + "}", "nested deeper"),
+        ('{"seq": 1' + "0" * 5000 + "}", "JSON"),
+        (b"\x00\xff", "not valid JSON"),
+        (12, "not text"),
+    ],
+)
+def test_hostile_messages_are_message_errors(text, reason):
+    """What a foreign publisher can put on the public channel is a MessageError, whatever it is."""
+    with pytest.raises(MessageError, match=reason):
+        MoodMessage.from_json(text)
