@@ -14,6 +14,7 @@
   const POLL_MS = 2000;        // sources, metrics and Redis state
   const STALE_S = 5;           // no message for this long: said in the health line
   const RECENT_S = 60;         // a counter that grew this recently is a warning
+  const GAP_REFILL_S = 5;      // at most one history read per source this often for seq gaps
   const PLOT = { x0: 40, x1: 630, y0: 8, y1: 112, band0: 120, band1: 140, top: 8 };
 
   const grid = document.getElementById("sources");
@@ -39,6 +40,8 @@
       this.keys = new Set();
       this.pending = null;
       this.refillToken = 0;
+      this.gapRefill = 0;
+      this.refillAgain = false;
       this.lastArrival = 0;
       this.delay = null;
       this.metrics = {};
@@ -79,8 +82,16 @@
     }
 
     live(m) {
+      const last = this.msgs[this.msgs.length - 1];
       if (this.pending) this.pending.push(m);
-      if (this.add(m, true)) this.schedule();
+      if (!this.add(m, true)) return;
+      const now = Date.now() / 1000;
+      if (last && m.seq > last.seq + 1 && now - this.gapRefill > GAP_REFILL_S) {
+        this.gapRefill = now;  // steps missing between two live ones: read them from the history
+        if (this.pending) this.refillAgain = true;  // (after the read in flight)
+        else this.refill();
+      }
+      this.schedule();
     }
 
     async refill() {
@@ -104,7 +115,13 @@
       } catch (err) {
         console.warn("streammood: could not read the history of", this.id, err);
       } finally {
-        if (token === this.refillToken) this.pending = null;
+        if (token === this.refillToken) {
+          this.pending = null;
+          if (this.refillAgain) {
+            this.refillAgain = false;
+            this.refill();
+          }
+        }
         this.schedule();
       }
     }
