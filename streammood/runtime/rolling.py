@@ -10,15 +10,18 @@ The frame encoders (MFCC-CNN, normalisation) run once per step inside the same c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from streammood.features.extractor import ModelInputs
-from streammood.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.layout import EMBED_EVERY, MFCC_FRAMES, N_LLD_STATS, N_MFCC
 from streammood.runtime.artifact import ModelArtifact, ModelError
 from streammood.runtime.labels import QUADRANTS, va_from_probs
 
+PATCH_STEPS = 6
+"""Steps a pretrained-embedding patch spans (3 s ending at its step: that step and 5 before)."""
 REGRESSION_PROB_SCALE = 0.25
 """Spread (in valence/arousal units) of the logistic that turns a regression model's point estimate
 into quadrant probabilities."""
@@ -45,6 +48,16 @@ class Prediction:
     valence: float
     arousal: float
     window_steps: int
+    segment_start: int = 0
+    """Stream step at which the window's segment began (0, or the last detected change)."""
+    changed: bool = False
+    """A change was detected at this step (``segment_start`` is where it began)."""
+    embedding_ready: bool = True
+    """The window holds a pretrained embedding of its segment's own audio (False from a
+    segment's start until its first whole patch: at a change, the embedding held is the
+    previous song's)."""
+    window_start: int = 0
+    """First stream step of the window (``segment_start`` or later)."""
 
     @property
     def quadrant(self) -> str:
@@ -93,6 +106,15 @@ class MoodRuntime:
         LiteRT threads (when this runtime makes its own :class:`StepModel`).
     step_model : StepModel, optional
         A step model to share with other streams of the same thread.
+    detector : ChangeDetector, optional
+        Online change detector (:mod:`streammood.runtime.changes`); at a detected change ``c``
+        the window restarts there: the prediction at step ``t`` covers steps
+        ``max(t - 59, c) .. t`` (exact: the state begun at ``c`` is the one published).
+    clean_embedding : bool
+        After a detected change, restart the window once more at the first step whose embedding
+        is of the new segment's audio alone (a patch step at least :data:`PATCH_STEPS` - 1
+        steps into it): until then the window covers the segment with the previous song's
+        embedding held (``embedding_ready`` False).
 
     Notes
     -----
@@ -103,9 +125,16 @@ class MoodRuntime:
     """
 
     def __init__(
-        self, artifact: ModelArtifact, num_threads: int = 1, step_model: StepModel | None = None
+        self,
+        artifact: ModelArtifact,
+        num_threads: int = 1,
+        step_model: StepModel | None = None,
+        detector=None,
+        clean_embedding: bool = True,
     ) -> None:
         self.artifact = artifact
+        self.detector = detector
+        self.clean_embedding = clean_embedding
         self.rows = artifact.rows
         model = step_model or StepModel(artifact, num_threads)
         self._runner = model.runner
@@ -125,13 +154,53 @@ class MoodRuntime:
         self._states = {n: np.zeros(s, np.float32) for n, s in self._state_shapes.items()}
         self._select = np.zeros((self.rows, 1), np.float32)
         self._t = 0
+        self._segment = 0
+        self._window = 0  # the window's earliest step: the segment start, or its first clean patch
+        self._awaiting: int | None = 0  # segment start still waiting for its own embedding
+        self._last_patch = -1  # runtime step of the last patch step
+        self.detect_seconds = 0.0
+        """CPU time spent in the change detector so far, s."""
+        if self.detector is not None:
+            self.detector.reset()
+
+    @property
+    def segment_start(self) -> int:
+        """Step at which the current segment (the window's earliest possible step) began."""
+        return self._segment
+
+    def restart(self, at: int | None = None) -> None:
+        """Restart the window at step ``at`` (default: the next step): from then on the prediction
+        at step ``t`` covers steps ``max(t - 59, at) .. t``. ``at`` may lie up to 59 steps back
+        (the state begun there is still live); steps already answered are not revised."""
+        at = self._t if at is None else int(at)
+        if not self._t - self.rows < at <= self._t:
+            raise ValueError(f"restart at step {at}: outside the live window (next step {self._t})")
+        if at > self._segment:
+            self._segment = self._window = at
+            self._awaiting = at
 
     def push(self, inputs: ModelInputs) -> list[Prediction]:
         """Advance by one step: ``[prediction]`` over the window ending at this step.
 
         ``inputs`` holds the ``(21, 20)`` MFCC block, ``(260,)`` openSMILE statistics and
-        ``(D,)`` pretrained embedding of the step."""
-        return [self._advance(inputs.mfcc, inputs.lld, inputs.emb)]
+        ``(D,)`` pretrained embedding of the step. With a detector, a change it reports
+        (``lag`` steps back) restarts the window before this step is answered."""
+        changed = False
+        if inputs.seq % EMBED_EVERY == 0:
+            self._last_patch = self._t
+        if self.detector is not None:
+            started = time.process_time()
+            lag = self.detector.push(inputs)
+            self.detect_seconds += time.process_time() - started
+            if lag is not None and self._t - lag > self._segment:
+                self.restart(self._t - lag)
+                changed = True
+        if self._awaiting is not None and self._last_patch >= self._awaiting + PATCH_STEPS - 1:
+            if self.clean_embedding and self._segment > 0:
+                self._window = max(self._window, self._last_patch)
+            self._awaiting = None
+        pred = self._advance(inputs.mfcc, inputs.lld, inputs.emb)
+        return [replace(pred, changed=changed, embedding_ready=self._awaiting is None)]
 
     def finish(self) -> list[Prediction]:
         """End of stream: every step was answered as it came, nothing is left."""
@@ -145,7 +214,8 @@ class MoodRuntime:
         for state in self._states.values():
             state[slot] = 0.0  # the state started at t-60 was published last step: reuse its row
         self._select[:] = 0.0
-        self._select[max(0, self._t - self.rows + 1) % self.rows] = 1.0  # the oldest live window
+        start = max(self._t - self.rows + 1, self._window)  # the window's first step
+        self._select[start % self.rows] = 1.0  # the oldest live state not older than the segment
         out = self._runner(
             mfcc=np.asarray(mfcc, np.float32).reshape(1, MFCC_FRAMES, N_MFCC),
             lld=np.asarray(lld, np.float32).reshape(1, N_LLD_STATS),
@@ -155,15 +225,18 @@ class MoodRuntime:
         )
         for name in self._states:
             self._states[name] = out[f"out_{name}"]
-        window = min(self._t + 1, self.rows)
+        window = self._t - start + 1
         self._t += 1
-        return self._prediction(np.asarray(out["y"][0], np.float32), window)
+        pred = self._prediction(np.asarray(out["y"][0], np.float32), window, self._segment)
+        return replace(pred, window_start=start)
 
-    def _prediction(self, y: np.ndarray, window_steps: int) -> Prediction:
+    def _prediction(self, y: np.ndarray, window_steps: int, segment: int = 0) -> Prediction:
         if self.artifact.task == "classification":
             probs = y
             valence, arousal = va_from_probs(probs)
         else:
             valence, arousal = np.clip(y, -1.0, 1.0)
             probs = probs_from_va(np.array([valence, arousal]))
-        return Prediction(probs.astype(np.float32), float(valence), float(arousal), window_steps)
+        return Prediction(
+            probs.astype(np.float32), float(valence), float(arousal), window_steps, segment
+        )

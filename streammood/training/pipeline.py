@@ -263,17 +263,36 @@ def run_evaluate(
     model: Path | None = None,
     *,
     include_seen: bool = False,
+    test_split: bool = False,
+    stream: bool = False,
+    xfade: float = 0.0,
+    stream_seed: int = 0,
     cache_dir: Path | None = None,
     jobs: int | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model artifact on a data set; songs it was trained or validated on are left
-    out unless ``include_seen``."""
+    out unless ``include_seen``; ``test_split`` keeps only the songs of the artifact's recorded
+    test split (its held-out twin's). With ``stream`` the same songs are also played back to
+    back (seeded order, ``xfade`` s crossfades, random gains) through the live path, with the
+    fixed and the change-aware window (:mod:`streammood.training.streams`): ``report["stream"]``
+    and ``stream_timeline*.png``."""
     console = console or Console(stderr=True)
     artifact: ModelArtifact = load_artifact(model)
+    if stream and dataset != "4q":
+        raise StreammoodError("--stream needs song-level quadrant labels: use --dataset 4q")
     arrays = load_dataset(dataset, Path(data_dir), artifact.task, cache_dir, jobs)
-    seen = set(artifact.manifest.get("training", {}).get("seen_songs", []))
-    keep = np.array([include_seen or s not in seen for s in arrays["song_id"]])
+    training = artifact.manifest.get("training", {})
+    seen = set(training.get("seen_songs", []))
+    test_songs = set(training.get("test_songs", []))
+    if test_split and not test_songs:
+        raise StreammoodError(f"{artifact.name}: its manifest records no test split")
+    keep = np.array(
+        [
+            (include_seen or s not in seen) and (not test_split or s in test_songs)
+            for s in arrays["song_id"]
+        ]
+    )
     if not keep.any():
         raise StreammoodError(
             f"{data_dir}: every song was used to train {artifact.name}; pass --include-seen"
@@ -282,12 +301,36 @@ def run_evaluate(
         f"evaluating {artifact.name} v{artifact.version} on {int(keep.sum())} songs"
         + (f" ({int((~keep).sum())} seen in training left out)" if (~keep).any() else "")
     )
+    if test_split and seen & test_songs:
+        console.print(
+            f"[yellow]{artifact.name} was refitted on its test songs: these figures are "
+            "optimistic (its held-out twin's are in its card)"
+        )
     arrays = subset(arrays, np.flatnonzero(keep))
+    stream_result = None
+    if stream:  # before TensorFlow is imported (openSMILE runs in this process with -j 1)
+        from streammood.training.streams import evaluate_streams, fourq_songs
+
+        paths, labels = fourq_songs(Path(data_dir))
+        Path(report_dir).mkdir(parents=True, exist_ok=True)
+        stream_result = evaluate_streams(
+            artifact,
+            sorted(arrays["song_id"].tolist()),
+            paths,
+            labels,
+            Path(report_dir),
+            xfade=xfade,
+            seed=stream_seed,
+            cache_dir=(Path(cache_dir).parent if cache_dir else Path(".cache")) / "streams",
+            jobs=jobs,
+        )
     from streammood.training.train import load_members, predict_windows
 
     outputs = predict_windows(load_members(artifact), arrays)
     report = _report(arrays, outputs, artifact.task, Path(report_dir), dataset)
     report["model"] = {"name": artifact.name, "version": artifact.version}
     report["labels"] = list(QUADRANTS)
+    if stream_result is not None:
+        report["stream"] = stream_result
     write_json(Path(report_dir) / "metrics.json", report)
     return report

@@ -337,3 +337,95 @@ def plot_trajectory(
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_stream_timeline(
+    t: np.ndarray,
+    true_q: np.ndarray,
+    pred_q: np.ndarray,
+    valence: np.ndarray,
+    arousal: np.ndarray,
+    path: str | Path,
+    *,
+    true_changes: np.ndarray = (),
+    detected_changes: np.ndarray = (),
+    title: str = "Stream timeline",
+) -> Path:
+    """Write a stream's timeline: true and predicted quadrant bands, valence and arousal curves,
+    true changes (solid lines) and detected ones (dashed).
+
+    Parameters
+    ----------
+    t : np.ndarray
+        ``(n,)`` step end times, s.
+    true_q, pred_q : np.ndarray
+        ``(n,)`` int quadrant indices into :data:`QUADRANTS`.
+    valence, arousal : np.ndarray
+        ``(n,)`` predicted values in ``[-1, 1]``.
+    path : str or Path
+        PNG to write.
+    true_changes, detected_changes : array-like
+        Change times, s.
+    title : str
+        Figure title.
+    """
+    t = np.asarray(t, np.float64)
+    n = len(t)
+    if n < 1 or any(np.shape(a) != (n,) for a in (true_q, pred_q, valence, arousal)):
+        raise ValueError("t, true_q, pred_q, valence and arousal must be equal-length 1-D arrays")
+    width = float(min(24, max(10, t[-1] / 30)))
+    fig = Figure(figsize=(width, 5.0))
+    grid = fig.add_gridspec(3, 1, height_ratios=[3, 0.7, 0.7], hspace=0.08)
+    ax_line = fig.add_subplot(grid[0])
+    ax_true = fig.add_subplot(grid[1], sharex=ax_line)
+    ax_pred = fig.add_subplot(grid[2], sharex=ax_line)
+    ax_line.axhline(0, color="0.6", lw=0.8)
+    ax_line.plot(t, valence, color="#cc3311", lw=1.3, label="valence")
+    ax_line.plot(t, arousal, color="#0077bb", lw=1.3, label="arousal")
+    ax_line.set_ylim(-1.05, 1.05)
+    ax_line.set_ylabel("predicted (−1 … +1)")
+    ax_line.grid(alpha=0.3)
+    for k, c in enumerate(np.asarray(true_changes, np.float64)):
+        for ax in (ax_line, ax_true, ax_pred):
+            ax.axvline(
+                c, color="black", lw=1.0, label="true change" if k == 0 and ax is ax_line else None
+            )
+    for k, c in enumerate(np.asarray(detected_changes, np.float64)):
+        for ax in (ax_line, ax_pred):
+            ax.axvline(
+                c,
+                color="#aa3377",
+                lw=1.2,
+                ls="--",
+                label="detected change" if k == 0 and ax is ax_line else None,
+            )
+    ax_line.legend(loc="upper right", fontsize=8, ncols=4)
+    ax_line.tick_params(labelbottom=False)
+    cmap = ListedColormap([QUADRANT_COLOURS[q] for q in QUADRANTS])
+    edges = np.concatenate([[t[0] - (t[1] - t[0] if n > 1 else 0.5)], t])
+    for ax, q, name in ((ax_true, true_q, "true"), (ax_pred, pred_q, "predicted")):
+        ax.pcolormesh(
+            edges,
+            [0, 1],
+            np.asarray(q, np.int64)[None, :],
+            cmap=cmap,
+            vmin=-0.5,
+            vmax=len(QUADRANTS) - 0.5,
+            shading="flat",
+        )
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center")
+    ax_true.tick_params(labelbottom=False)
+    ax_pred.set_xlim(edges[0], edges[-1])
+    ax_pred.set_xlabel("stream time (s)")
+    ax_pred.legend(
+        handles=[Patch(color=QUADRANT_COLOURS[q], label=q) for q in QUADRANTS],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.9),
+        ncols=4,
+        fontsize=8,
+        frameon=False,
+    )
+    fig.suptitle(title, fontsize=12)
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.2)
+    return _save(fig, path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streammood.features.extractor import ModelInputs, extract_offline
-from streammood.layout import WINDOW_STEPS
+from streammood.layout import EMBED_EVERY, WINDOW_STEPS
 from streammood.runtime.labels import quadrant_of
 from streammood.runtime.rolling import MoodRuntime, probs_from_va
 
@@ -139,3 +139,119 @@ def test_streams_sharing_one_step_model_equal_separate_ones(long_inputs, shipped
         pa = _step(a, mfcc, lld, emb, t)
         _step(b, mfcc[::-1], lld[::-1], emb[::-1], t)  # another stream in between
         np.testing.assert_array_equal(pa.probs, _step(alone, mfcc, lld, emb, t).probs)
+
+
+class _ScriptedDetector:
+    """A change detector that reports given changes: ``{detected_at_step: lag}``."""
+
+    def __init__(self, script: dict[int, int]) -> None:
+        self.script = script
+        self.reset()
+
+    def reset(self) -> None:
+        self.t = -1
+
+    def push(self, inputs):
+        self.t += 1
+        return self.script.get(self.t)
+
+
+@pytest.mark.slow
+def test_change_aware_window_equals_the_model_on_the_segment(long_inputs, shipped_model):
+    """With changes, step t is the Keras model on steps max(t-59, c)..t, c the last change
+    known at t (detected some steps after it began: the state begun at c is still live)."""
+    from streammood.training.train import load_members, predict_windows
+
+    mfcc, lld, emb = long_inputs
+    n = len(mfcc)
+    script = {20: 0, 50: 5, 95: 59}  # changes at steps 20, 45 and 36 (ignored: before 45)
+    script[n - 30] = 3  # one more, late in the stream
+    runtime = MoodRuntime(shipped_model, detector=_ScriptedDetector(script))
+    streamed = [_step(runtime, mfcc, lld, emb, t) for t in range(n)]
+
+    # the window: from the change c until the first patch step p >= c + 5 (an embedding of
+    # the new segment's audio alone), then from p; from stream start until 60 steps
+    starts, ready = [], []
+    c = w = 0
+    awaiting, last_patch = 0, -1
+    for t in range(n):
+        if t % EMBED_EVERY == 0:
+            last_patch = t
+        if t in script and t - script[t] > c:
+            c = w = t - script[t]
+            awaiting = c
+        if awaiting is not None and last_patch >= awaiting + 5:
+            w = max(w, last_patch) if c > 0 else w
+            awaiting = None
+        starts.append(max(t - WINDOW_STEPS + 1, w))
+        ready.append(awaiting is None)
+    assert starts[29] == 20 and starts[30] == 30 and starts[50] == 50  # the clean restarts
+    members = load_members(shipped_model)
+    expected = np.zeros((n, 4), np.float32)
+    by_length: dict[int, list[int]] = {}
+    for t, s in enumerate(starts):
+        by_length.setdefault(t - s + 1, []).append(t)
+    for length, ts in by_length.items():
+        windows = {
+            k: np.stack([v[t - length + 1 : t + 1] for t in ts])
+            for k, v in {"mfcc": mfcc, "lld": lld, "emb": emb}.items()
+        }
+        expected[ts] = _as_probs(predict_windows(members, windows)[:, -1], shipped_model.task)
+
+    got = np.array([p.probs for p in streamed])
+    assert np.abs(got - expected).max() < 1e-4
+    assert [p.window_steps for p in streamed] == [t - s + 1 for t, s in enumerate(starts)]
+    assert [p.window_start for p in streamed] == starts
+    assert [p.embedding_ready for p in streamed] == ready
+    assert not any(ready[:10]) and all(ready[10:20]) and not any(ready[20:30])
+    changes = [(t, p.segment_start) for t, p in enumerate(streamed) if p.changed]
+    assert changes == [(20, 20), (50, 45), (n - 30, n - 33)]
+    # the segment start of each step: the last change known then
+    seg = [p.segment_start for p in streamed]
+    assert seg[19] == 0 and seg[20] == 20 and seg[49] == 20 and seg[50] == 45
+    assert seg[-1] == n - 33
+
+
+def test_restart_outside_the_live_window_is_refused(long_inputs, shipped_model):
+    mfcc, lld, emb = long_inputs
+    rt = MoodRuntime(shipped_model, clean_embedding=False)
+    for t in range(70):
+        _step(rt, mfcc, lld, emb, t)
+    with pytest.raises(ValueError, match="outside the live window"):
+        rt.restart(10)  # its state was retired at step 70
+    with pytest.raises(ValueError, match="outside the live window"):
+        rt.restart(71)  # not begun yet
+    rt.restart(11)
+    assert _step(rt, mfcc, lld, emb, 70).window_steps == 60  # 11..70
+    rt.restart()
+    p = _step(rt, mfcc, lld, emb, 71)
+    assert (p.window_steps, p.segment_start) == (1, 71)
+    # by default the window waits for the segment's own embedding: the patch at step 70
+    clean = MoodRuntime(shipped_model)
+    for t in range(70):
+        _step(clean, mfcc, lld, emb, t)
+    clean.restart(62)
+    p = _step(clean, mfcc, lld, emb, 70)
+    assert (p.window_steps, p.segment_start, p.window_start, p.embedding_ready) == (1, 62, 70, True)
+    clean.restart(66)  # step 70's patch began before 66: the window covers 66.. and waits
+    p = _step(clean, mfcc, lld, emb, 71)
+    assert (p.window_steps, p.window_start, p.embedding_ready) == (6, 66, False)
+
+
+def test_detector_finds_the_song_change(long_music, long_inputs, shipped_model, fourq_clips):
+    """Two real clips back to back: one change, within 3 s of the cut, none inside the songs."""
+    from streammood.audio.decode import load_audio
+    from streammood.runtime.changes import ChangeDetector
+
+    mfcc, lld, emb = long_inputs
+    detector = ChangeDetector.for_artifact(shipped_model)
+    runtime = MoodRuntime(shipped_model, detector=detector)
+    preds = [_step(runtime, mfcc, lld, emb, t) for t in range(len(mfcc))]
+    y0, sr = load_audio(fourq_clips[0])
+    cut = len(y0) / sr
+    changes = [(t, p.segment_start * 0.5) for t, p in enumerate(preds) if p.changed]
+    assert len(changes) == 1, changes
+    ((detected_at, start),) = changes
+    assert abs(start - cut) <= 3.0
+    assert (detected_at - start / 0.5) == detector.config.lag
+    assert preds[-1].segment_start == start / 0.5
