@@ -394,12 +394,14 @@ def _summary(result: object) -> str:
 
     if isinstance(result, str):
         return f"failed: {result}"
-    q = Counter(result.quadrants)  # type: ignore[attr-defined]
+    q = Counter(x for x in result.quadrants if x is not None)  # type: ignore[attr-defined]
     n = sum(q.values())
+    bad = result.invalid_steps  # type: ignore[attr-defined]
+    invalid = f" ({bad} steps without a valid model output, written as null)" if bad else ""
     if not n:
-        return "no complete step"
+        return "no complete step" + invalid
     mix = ", ".join(f"{k} {v / n:.0%}" for k, v in q.most_common())
-    return f"{n} steps; {mix}"
+    return f"{n} steps; {mix}{invalid}"
 
 
 @app.command()

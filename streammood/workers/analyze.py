@@ -17,8 +17,9 @@ from streammood.audio.decode import load_audio
 from streammood.errors import StreammoodError
 from streammood.features.extractor import extract_offline
 from streammood.runtime.artifact import ModelArtifact, load_artifact
+from streammood.runtime.checks import OutputError, check_embedder, check_prediction, warm_up
 from streammood.runtime.labels import QUADRANTS
-from streammood.runtime.rolling import MoodRuntime
+from streammood.runtime.rolling import MoodRuntime, StepModel
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class Timeline:
     """Per-step moods of one file.
 
     ``t_start``, ``t_end`` ``(n,)`` seconds; ``probs`` ``(n, 4)`` in QUADRANTS order;
-    ``valence``, ``arousal`` ``(n,)`` in [-1, 1]; ``window_steps`` ``(n,)``.
+    ``valence``, ``arousal`` ``(n,)`` in [-1, 1]; ``window_steps`` ``(n,)``. A step whose model
+    output was not a valid prediction holds NaN (its quadrant is ``None``; CSV/JSON write it as
+    empty / ``null``, never ``NaN``).
     """
 
     path: str
@@ -38,8 +41,18 @@ class Timeline:
     window_steps: np.ndarray
 
     @property
-    def quadrants(self) -> list[str]:
-        return [QUADRANTS[i] for i in np.argmax(self.probs, axis=1)] if len(self.probs) else []
+    def quadrants(self) -> list[str | None]:
+        """Quadrant of each step (``None`` where the step has no valid prediction)."""
+        if not len(self.probs):
+            return []
+        valid = np.all(np.isfinite(self.probs), axis=1)
+        best = np.argmax(np.where(valid[:, None], self.probs, 0.0), axis=1)
+        return [QUADRANTS[i] if ok else None for i, ok in zip(best, valid, strict=True)]
+
+    @property
+    def invalid_steps(self) -> int:
+        """Steps without a valid prediction (the model's output was not finite)."""
+        return int(np.sum(~np.all(np.isfinite(self.probs), axis=1))) if len(self.probs) else 0
 
     def rows(self) -> list[dict[str, object]]:
         """One dict per step (the CSV/JSON rows)."""
@@ -49,11 +62,11 @@ class Timeline:
                 "seq": i,
                 "t_start": round(float(self.t_start[i]), 3),
                 "t_end": round(float(self.t_end[i]), 3),
-                "valence": round(float(self.valence[i]), 5),
-                "arousal": round(float(self.arousal[i]), 5),
+                "valence": _finite(self.valence[i]),
+                "arousal": _finite(self.arousal[i]),
                 "quadrant": q,
                 **{
-                    f"p_{name}": round(float(p), 5)
+                    f"p_{name}": _finite(p)
                     for name, p in zip(QUADRANTS, self.probs[i], strict=True)
                 },
                 "window_steps": int(self.window_steps[i]),
@@ -62,20 +75,43 @@ class Timeline:
         ]
 
 
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return round(value, 5) if np.isfinite(value) else None
+
+
 def timeline_of_signal(y: np.ndarray, sr: int, artifact: ModelArtifact, path: str = "") -> Timeline:
-    """Mood timeline of a whole signal ``(n,)`` at ``sr`` Hz."""
-    feats = extract_offline(y, sr, artifact.embedder())
-    runtime = MoodRuntime(artifact)
-    preds = [pred for inputs in feats.steps() for pred in runtime.push(inputs)]
+    """Mood timeline of a whole signal ``(n,)`` at ``sr`` Hz.
+
+    The model is warmed up on a known input first (``ModelError`` if it does not compute); a
+    step whose output is not a valid prediction is NaN in the timeline and the window starts
+    over after it, as in ``listen``.
+    """
+    feats = extract_offline(y, sr, check_embedder(artifact.embedder()))
+    step_model = StepModel(artifact)
+    warm_up(artifact, step_model)
+    runtime = MoodRuntime(artifact, step_model=step_model)
+    n = len(feats.t_start)
+    probs = np.full((n, len(QUADRANTS)), np.nan, np.float32)
+    va = np.full((n, 2), np.nan, np.float32)
+    window = np.zeros(n, np.int64)
+    for i, inputs in enumerate(feats.steps()):
+        (pred,) = runtime.push(inputs)
+        try:
+            check_prediction(pred, f"{path or 'signal'} step {inputs.seq}")
+        except OutputError:
+            runtime.reset()
+            continue
+        probs[i], va[i], window[i] = pred.probs, (pred.valence, pred.arousal), pred.window_steps
     t_start = feats.t_start.astype(np.float64)
     return Timeline(
         path=path,
         t_start=t_start,
         t_end=t_start + 0.5,
-        probs=np.array([p.probs for p in preds], np.float32).reshape(-1, len(QUADRANTS)),
-        valence=np.array([p.valence for p in preds], np.float32),
-        arousal=np.array([p.arousal for p in preds], np.float32),
-        window_steps=np.array([p.window_steps for p in preds], np.int64),
+        probs=probs,
+        valence=va[:, 0],
+        arousal=va[:, 1],
+        window_steps=window,
     )
 
 
@@ -94,7 +130,14 @@ def analyze_files(
     on_done: Callable[[str, Timeline | str], None] | None = None,
 ) -> tuple[list[Timeline], list[str]]:
     """Timelines of many files in parallel; returns ``(timelines, errors)`` (a file that fails
-    is reported by name and reason, the others still go through)."""
+    is reported by name and reason, the others still go through).
+
+    Raises
+    ------
+    ModelError
+        The model does not compute (checked once, on a known input, before any file).
+    """
+    warm_up(artifact)  # a model that does not compute fails here, once, not once per file
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(paths)))
     timelines, errors = [], []
     if jobs == 1:
@@ -119,7 +162,7 @@ def write_timelines(timelines: Sequence[Timeline], out: Path) -> Path:
     rows = [row for t in timelines for row in t.rows()]
     out = Path(out)
     if out.suffix.lower() == ".json":
-        out.write_text(json.dumps(rows, indent=1) + "\n")
+        out.write_text(json.dumps(rows, indent=1, allow_nan=False) + "\n")
     elif out.suffix.lower() == ".csv":
         fields = ["file", "seq", "t_start", "t_end", "valence", "arousal", "quadrant"]
         fields += [f"p_{q}" for q in QUADRANTS] + ["window_steps"]
