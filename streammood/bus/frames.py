@@ -158,6 +158,9 @@ class FramePublisher(Outbox[tuple[str, bytes]]):
             raise TypeError("expected the bytes of an encoded frame")
         self._submit((validate_source(source), frame))
 
+    def _weight(self, items: Sequence[tuple[str, bytes]]) -> int:
+        return sum(1 for _, frame in items if frame)
+
     def _write(self, pipe: redis.client.Pipeline, items: Sequence[tuple[str, bytes]]) -> None:
         for source, frame in items:
             if frame is self._RESET or not frame:

@@ -327,6 +327,11 @@ class Outbox(Generic[T]):
     def _write(self, pipe: redis.client.Pipeline, items: Sequence[T]) -> None:
         raise NotImplementedError
 
+    def _weight(self, items: Sequence[T]) -> int:
+        """How many of ``items`` count as published (control items, e.g. a session start, do
+        not)."""
+        return len(items)
+
     def _run(self) -> None:
         delay = self._backoff[0]
         down_since: float | None = None
@@ -349,7 +354,7 @@ class Outbox(Generic[T]):
                 if items:
                     self._write(pipe, items)
                 if write_metrics:
-                    self._add_metrics(pipe, extra, len(items))
+                    self._add_metrics(pipe, extra, self._weight(items))
                 pipe.execute()
             except (
                 redis.exceptions.ConnectionError,
@@ -382,7 +387,7 @@ class Outbox(Generic[T]):
                 queue.settle(len(items), dropped=True)
                 continue
             with self._lock:
-                self._stats.published += len(items)
+                self._stats.published += self._weight(items)
                 queue.settle(len(items))
                 if down_since is not None:
                     self._stats.reconnects += 1
