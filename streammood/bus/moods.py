@@ -111,6 +111,85 @@ def read_history(
     return [m for _, m in entries[-count:]]
 
 
+CATCH_UP_MAX = DEFAULT_MOOD_MAXLEN
+"""Most history entries read per source to catch up after a reconnect (the stream's cap)."""
+
+
+class _Seen:
+    """What a subscriber has yielded, per source: the last ``(seq, emitted_at)`` of each of the
+    source's last few producer sessions."""
+
+    SESSIONS = 4
+
+    def __init__(self) -> None:
+        self._by_source: dict[str, dict[str | None, tuple[int, float]]] = {}
+
+    def is_new(self, msg: MoodMessage) -> bool:
+        """Whether ``msg`` comes after everything yielded of its source and session (a
+        producer without sessions that starts again at a lower ``seq`` is new if it was made
+        later)."""
+        last = self._by_source.get(msg.source, {}).get(_session(msg))
+        if last is None:
+            return True
+        seq, emitted_at = last
+        return msg.seq > seq or (_session(msg) is None and msg.emitted_at > emitted_at)
+
+    def add(self, msg: MoodMessage) -> None:
+        sessions = self._by_source.setdefault(msg.source, {})
+        sessions.pop(_session(msg), None)
+        sessions[_session(msg)] = (msg.seq, msg.emitted_at)
+        while len(sessions) > self.SESSIONS:
+            del sessions[next(iter(sessions))]
+
+    def knows(self, source: str) -> bool:
+        return source in self._by_source
+
+
+def _session(msg: MoodMessage) -> str | None:
+    return getattr(msg, "session", None)
+
+
+def missed_messages(
+    client: redis.Redis,
+    prefix: str,
+    sources: Sequence[str],
+    seen: _Seen,
+    since_ms: int,
+) -> list[MoodMessage]:
+    """Messages of ``sources`` in their history streams that ``seen`` has not yielded, oldest
+    first (merged by stream entry id). For a source ``seen`` knows, the stream is read back to
+    the first message it has yielded; for another, back to ``since_ms`` (Unix ms, e.g. when the
+    subscription began). At most :data:`CATCH_UP_MAX` entries per source."""
+    keys = Keys(prefix)
+    found: list[tuple[tuple[int, int], MoodMessage]] = []
+    for src in sources:
+        try:
+            stream = keys.mood_stream(src)
+        except SourceIdError:
+            continue
+        known, end, scanned, done = seen.knows(src), "+", 0, False
+        while not done and scanned < CATCH_UP_MAX:
+            entries = client.xrevrange(stream, max=end, count=min(200, CATCH_UP_MAX - scanned))
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                scanned += 1
+                eid = _id_key(_text(entry_id))
+                if not known and eid[0] < since_ms:
+                    done = True
+                    break
+                msg = _parse_mood(fields.get(b"json"), stream)
+                if msg is None or msg.source != src:
+                    continue
+                if known and not seen.is_new(msg):
+                    done = True
+                    break
+                found.append((eid, msg))
+            end = f"({_text(entries[-1][0])}"
+    found.sort(key=lambda e: e[0])
+    return [m for _, m in found]
+
+
 def subscribe_moods(
     client: redis.Redis,
     prefix: str = DEFAULT_PREFIX,
@@ -120,7 +199,8 @@ def subscribe_moods(
     idle_timeout: float | None = None,
     stop: threading.Event | None = None,
 ) -> Iterator[MoodMessage]:
-    """Mood messages as they arrive: first the last ``history`` from the stream(s), then live.
+    """Mood messages as they arrive: first the last ``history`` from the stream(s), then live,
+    each step exactly once across Redis outages.
 
     Parameters
     ----------
@@ -140,22 +220,37 @@ def subscribe_moods(
     Yields
     ------
     MoodMessage
-        Valid messages; malformed ones are logged with the reason and skipped. If the
-        connection drops, the subscription is re-established (with backoff) and iteration
-        goes on.
+        Valid messages; malformed ones are logged with the reason and skipped.
+
+    Notes
+    -----
+    The channel is subscribed (and its confirmation awaited) before the history is read, so
+    nothing falls between the two. When the connection drops, the subscription is
+    re-established with backoff (0.1 s doubling to 2 s); once Redis confirms it, the history
+    streams are read back to the last message yielded per source (by producer session and
+    ``seq``), and what was published meanwhile is yielded, oldest first, before live messages
+    go on; a message that arrives twice (channel and history, or an at-least-once redelivery) is
+    yielded once. History survives a Redis restart only if Redis persists it (``appendonly``).
     """
     keys = Keys(prefix)
     if source is not None:
         validate_source(source)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub = client.pubsub()
+    seen = _Seen()
+    since_ms = int(time.time() * 1000)
     try:
         pubsub.subscribe(keys.mood_channel)  # before the history read: no gap between the two
-        seen: set[tuple[str, int, float]] = set()
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end:
+            item = pubsub.get_message(timeout=0.5)
+            if item is not None and item.get("type") == "subscribe":
+                break
         for msg in read_history(client, prefix, source, history):
-            seen.add((msg.source, msg.seq, msg.emitted_at))
+            seen.add(msg)
             yield msg
         last = time.monotonic()
         delay = 0.1
+        subscribed, catch_up = True, False
         while stop is None or not stop.is_set():
             poll = 0.5
             if idle_timeout is not None:
@@ -168,20 +263,41 @@ def subscribe_moods(
                     "mood subscription lost (%s); retrying in %.1f s", exc.__class__.__name__, delay
                 )
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                item = None
-            if item is not None and item.get("type") == "message":
+                delay = min(delay * 2, 2.0)
+                subscribed, catch_up, item = False, True, None
+            kind = item.get("type") if item is not None else None
+            if kind == "subscribe":
+                subscribed = True
+            elif kind == "message":
                 msg = _parse_mood(item["data"], keys.mood_channel)
-                if msg is None or (source is not None and msg.source != source):
-                    continue
-                if seen:
-                    key = (msg.source, msg.seq, msg.emitted_at)
-                    if key in seen:
-                        seen.discard(key)
-                        continue
-                last = time.monotonic()
-                yield msg
-            elif idle_timeout is not None and time.monotonic() - last >= idle_timeout:
+                wanted_msg = msg is not None and (source is None or msg.source == source)
+                if wanted_msg and seen.is_new(msg):
+                    seen.add(msg)
+                    last = time.monotonic()
+                    yield msg
+            if catch_up and subscribed:
+                try:
+                    wanted = (
+                        [source]
+                        if source is not None
+                        else sorted(_text(s) for s in client.smembers(keys.mood_sources))
+                    )
+                    missed = missed_messages(client, prefix, wanted, seen, since_ms)
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    continue  # still away: tried again after the next confirmation or read
+                catch_up = False
+                if missed:
+                    log.warning("caught up %d mood messages from the history", len(missed))
+                for msg in missed:
+                    if seen.is_new(msg):
+                        seen.add(msg)
+                        last = time.monotonic()
+                        yield msg
+            elif (
+                kind != "message"
+                and idle_timeout is not None
+                and time.monotonic() - last >= idle_timeout
+            ):
                 return
     finally:
         with contextlib.suppress(redis.exceptions.RedisError):

@@ -178,3 +178,52 @@ def test_subscribe_command_survives_poison_on_the_public_channel(redis_namespace
     assert len(out.splitlines()) == 2 and all(" a " in line for line in out.splitlines())
     assert err.count("skipping malformed mood message") == 4
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_subscribe_sees_every_step_exactly_once_across_redis_restarts(persistent_redis):
+    """Redis SIGKILLed and restarted twice while a real publisher publishes 240 steps:
+    `streammood subscribe` catches up from the history stream after each reconnect and prints
+    every step exactly once, in order (it lost ~22 per outage before)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    server, prefix, n = persistent_redis, "outage", 240
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(server.url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streammood", "subscribe", "--redis-url", server.url, "--prefix",
+         prefix, "--json", "--count", str(n)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    end = time.monotonic() + 30
+    while client.pubsub_numsub(keys.mood_channel)[0][1] == 0 and time.monotonic() < end:
+        time.sleep(0.05)
+    client.close()
+    publisher = MoodPublisher(server.url, prefix, backoff_max=0.5)
+
+    def produce():
+        for i in range(n):
+            publisher.publish(make_message("a", i, emitted_at=time.time()))
+            time.sleep(0.025)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        for _ in range(2):
+            time.sleep(1.5)
+            server.stop()  # SIGKILL
+            time.sleep(1.0)
+            server.start()
+        producer.join(30)
+        publisher.close(timeout=20)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    seqs = [json.loads(line)["seq"] for line in out.splitlines()]
+    assert seqs == list(range(n)), f"missing {sorted(set(range(n)) - set(seqs))[:20]}"
+    assert "caught up" in err
