@@ -16,17 +16,21 @@ if TYPE_CHECKING:  # only annotations: `subscribe` must not import the audio and
 
 
 def mood_line(msg: MoodMessage, now: float | None = None) -> str:
-    """A compact one-line rendering: stream time, source, quadrant, valence, arousal, window,
-    and, when the message carries ``captured_at`` and ``now`` (Unix s, the reader's clock) is
-    given, the delay from capture to now (``delay 0.18s``)."""
+    """A compact one-line rendering: stream time, source, quadrant, valence, arousal, window
+    and where its segment began (``[24 steps, since 12.5 s]``; ``early`` while the segment's
+    embedding is not in, ``change`` on the step that detected one), and, when the message
+    carries ``captured_at`` and ``now`` (Unix s, the reader's clock) is given, the delay from
+    capture to now (``delay 0.18s``)."""
     clock = time.strftime("%H:%M:%S", time.localtime(msg.emitted_at))
     delay = ""
     if now is not None and msg.captured_at is not None:
         delay = f"  delay {now - msg.captured_at:.2f}s"
+    early = "" if msg.embedding_ready else ", early"
+    change = "  change" if msg.changed else ""
     return (
         f"{clock}  {msg.source:<16} t={msg.t_end:8.1f}s  {msg.quadrant}  "
         f"v={msg.valence:+.2f}  a={msg.arousal:+.2f}  p={msg.probs[msg.quadrant]:.2f}  "
-        f"[{msg.window_steps} steps]{delay}"
+        f"[{msg.window_steps} steps, since {msg.segment_start:.1f} s{early}]{change}{delay}"
     )
 
 

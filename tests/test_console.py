@@ -20,3 +20,14 @@ def test_listen_line_adds_trouble_only_when_there_is_some():
     )
     assert line.startswith(mood_line(msg))
     assert "dropped steps 2, audio overflows 1" in line and "Redis away: 7 buffered" in line
+
+
+def test_mood_line_says_where_the_segment_began():
+    line = mood_line(make_message("radio", 40, segment_start=12.5, segment_steps=16))
+    assert "since 12.5 s]" in line and "early" not in line and "change" not in line
+    early = mood_line(
+        make_message("radio", 40, segment_start=17.0, segment_steps=7, embedding_ready=False,
+                     window_steps=7, changed=True)
+    )
+    assert "[7 steps, since 17.0 s, early]  change" in early
+    assert "since 0.0 s" in mood_line(make_message("radio", 3))

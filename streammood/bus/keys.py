@@ -7,6 +7,7 @@ key                                type         content
 =================================  ===========  ==================================================
 ``streammood:mood``                pub/sub      every mood message, all sources (JSON)
 ``streammood:mood:{source}``       stream       mood history of one source, field ``json``, capped
+``streammood:changes:{source}``    stream       detected song/mood changes of one source, capped
 ``streammood:frames:{source}``     stream       feature frames of one source, field ``frame``
 ``streammood:sources:mood``        set          sources that have published moods
 ``streammood:sources:frames``      set          sources that have published feature frames
@@ -82,6 +83,10 @@ class Keys:
     def mood_stream(self, source: str) -> str:
         """Capped stream with the mood history of ``source``."""
         return f"{self.prefix}:mood:{validate_source(source)}"
+
+    def changes_stream(self, source: str) -> str:
+        """Capped stream of the changes detected in ``source`` (field ``json``)."""
+        return f"{self.prefix}:changes:{validate_source(source)}"
 
     def frames_stream(self, source: str) -> str:
         """Capped stream with the feature frames of ``source``."""

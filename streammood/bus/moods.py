@@ -4,6 +4,7 @@ subscribe (history first, then live)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -20,6 +21,23 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MOOD_MAXLEN = 7_200
 """Approximate cap of a mood history stream (1 hour of steps)."""
+DEFAULT_CHANGES_MAXLEN = 1_000
+"""Approximate cap of a changes stream (a few days of songs)."""
+
+
+def change_event(msg: MoodMessage) -> dict[str, Any]:
+    """The entry for a detected change, from the message that detected it: ``schema``,
+    ``source``, ``seq`` and ``detected_at`` (the step that detected it, stream s),
+    ``segment_start`` (stream s), ``lookahead_s`` (how late it was known, s), ``emitted_at``."""
+    return {
+        "schema": msg.schema,
+        "source": msg.source,
+        "seq": msg.seq,
+        "segment_start": msg.segment_start,
+        "detected_at": msg.t_end,
+        "lookahead_s": round(msg.t_end - msg.segment_start, 3),
+        "emitted_at": msg.emitted_at,
+    }
 
 
 class MoodPublisher(Outbox[MoodMessage]):
@@ -32,6 +50,9 @@ class MoodPublisher(Outbox[MoodMessage]):
         See :class:`~streammood.bus.outbox.Outbox`.
     maxlen : int
         Approximate cap of each history stream (``XADD MAXLEN ~``).
+    changes_maxlen : int
+        Approximate cap of each changes stream: for a message that detected a change
+        (``changed``), :func:`change_event` of it is appended to ``{prefix}:changes:{source}``.
     """
 
     kind = "moods"
@@ -42,9 +63,11 @@ class MoodPublisher(Outbox[MoodMessage]):
         prefix: str = DEFAULT_PREFIX,
         *,
         maxlen: int = DEFAULT_MOOD_MAXLEN,
+        changes_maxlen: int = DEFAULT_CHANGES_MAXLEN,
         **kwargs: Any,
     ) -> None:
         self.maxlen = maxlen
+        self.changes_maxlen = changes_maxlen
         super().__init__(client_or_url, prefix, **kwargs)
 
     def publish(self, msg: MoodMessage) -> None:
@@ -64,6 +87,13 @@ class MoodPublisher(Outbox[MoodMessage]):
                 maxlen=self.maxlen,
                 approximate=True,
             )
+            if msg.changed:
+                pipe.xadd(
+                    self.keys.changes_stream(msg.source),
+                    {"json": json.dumps(change_event(msg), separators=(",", ":"))},
+                    maxlen=self.changes_maxlen,
+                    approximate=True,
+                )
         pipe.sadd(self.keys.mood_sources, *{m.source for m in items})
 
 

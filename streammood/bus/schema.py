@@ -2,13 +2,16 @@
 
 The JSON is compact with a fixed key order::
 
-    {"schema":"1","source":"radio1","seq":120,"t_start":60.0,"t_end":60.5,
+    {"schema":"2","source":"radio1","seq":120,"t_start":60.0,"t_end":60.5,
      "valence":0.31,"arousal":-0.12,"quadrant":"PP",
-     "probs":{"AP":0.2,"AN":0.05,"PP":0.6,"PN":0.15},"window_steps":60,
+     "probs":{"AP":0.2,"AN":0.05,"PP":0.6,"PN":0.15},"window_steps":25,
+     "segment_start":48.0,"segment_steps":25,"embedding_ready":true,"changed":false,
      "model":{"name":"cnn-lstm","version":"1"},"emitted_at":1718000000.123}
 
 Consumers must ignore fields they do not know (additions keep the schema version); a change
-that removes or redefines a field bumps :data:`SCHEMA_VERSION`.
+that removes or redefines a field bumps :data:`SCHEMA_VERSION`. Version 2 added the segment
+(``segment_start``, ``segment_steps``, ``embedding_ready``: the window restarts where a change
+was detected); version-1 messages are still read (segment from the stream start).
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from streammood.bus.keys import SourceIdError, validate_source
 from streammood.bus.limits import JsonLimitError, loads_bounded
 from streammood.errors import StreammoodError
 
-SCHEMA_VERSION = "1"
-"""Version of the mood message layout."""
+SCHEMA_VERSION = "2"
+"""Version of the mood message layout (what is written)."""
+READ_SCHEMAS = ("1", "2")
+"""Versions :meth:`MoodMessage.from_dict` reads (a version-1 message's segment is the stream
+from its start)."""
 
 QUADRANTS: tuple[str, ...] = ("AP", "AN", "PP", "PN")
 """Russell quadrants: AP = +valence +arousal, AN = -valence +arousal, PP = +valence -arousal,
@@ -66,7 +72,8 @@ class MoodMessage:
     probs : dict[str, float]
         Probability of each quadrant (keys exactly :data:`QUADRANTS`, sum 1).
     window_steps : int
-        Steps the prediction is based on (60 once the window is full, fewer at the start).
+        Steps the prediction is based on (60 once the window is full, fewer at the start of
+        the stream or of a segment).
     model : ModelRef
         Model name and version.
     emitted_at : float
@@ -76,6 +83,18 @@ class MoodMessage:
     captured_at : float or None
         Wall clock (Unix s) at which the step's last sample was captured (optional: absent when
         the producer does not know it); ``emitted_at - captured_at`` is the tagging delay.
+    segment_start : float
+        Stream time at which the current segment began, s: 0 at the stream start, then where
+        the last song (or strong mood) change was detected.
+    segment_steps : int
+        Steps from ``segment_start`` to this step, this one included (default ``seq + 1``: a
+        segment from the stream start).
+    embedding_ready : bool
+        False while the pretrained embedding of the segment's own audio is not in yet (the
+        first ~5 s of a stream, up to ~7 s after a change): an early, less certain opinion.
+    changed : bool
+        This step detected a change: the segment beginning at ``segment_start`` is new (one
+        message per change; the event also goes to ``{prefix}:changes:{source}``).
     """
 
     source: str
@@ -91,8 +110,14 @@ class MoodMessage:
     emitted_at: float
     schema: str = field(default=SCHEMA_VERSION)
     captured_at: float | None = None
+    segment_start: float = 0.0
+    segment_steps: int | None = None
+    embedding_ready: bool = True
+    changed: bool = False
 
     def __post_init__(self) -> None:
+        if self.segment_steps is None and isinstance(self.seq, int):
+            object.__setattr__(self, "segment_steps", self.seq + 1)
         _validate(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +133,10 @@ class MoodMessage:
             "quadrant": self.quadrant,
             "probs": {q: self.probs[q] for q in QUADRANTS},
             "window_steps": self.window_steps,
+            "segment_start": self.segment_start,
+            "segment_steps": self.segment_steps,
+            "embedding_ready": self.embedding_ready,
+            "changed": self.changed,
             "model": {"name": self.model.name, "version": self.model.version},
             "emitted_at": self.emitted_at,
         } | ({} if self.captured_at is None else {"captured_at": self.captured_at})
@@ -124,16 +153,16 @@ class MoodMessage:
         ------
         MessageError
             If a field is missing, has the wrong type or is out of range, or the schema
-            version is not :data:`SCHEMA_VERSION`.
+            version is not one of :data:`READ_SCHEMAS`.
         """
         if not isinstance(data, dict):
             raise MessageError(f"mood message is a {type(data).__name__}, not a JSON object")
         schema = data.get("schema")
-        if schema != SCHEMA_VERSION:
+        if schema not in READ_SCHEMAS:
             raise MessageError(
                 f"mood message schema {schema!r} is not supported (expected {SCHEMA_VERSION!r})"
             )
-        missing = [k for k in _FIELDS if k not in data]
+        missing = [k for k in _FIELDS + (_SEGMENT_FIELDS if schema == "2" else ()) if k not in data]
         if missing:
             raise MessageError(f"mood message lacks field(s) {', '.join(missing)}")
         model = data["model"]
@@ -159,6 +188,16 @@ class MoodMessage:
                 captured_at=None
                 if data.get("captured_at") is None
                 else _num(data["captured_at"], "captured_at"),
+                **(
+                    {
+                        "segment_start": _num(data["segment_start"], "segment_start"),
+                        "segment_steps": data["segment_steps"],
+                        "embedding_ready": data["embedding_ready"],
+                        "changed": data.get("changed", False),
+                    }
+                    if schema == "2"
+                    else {}
+                ),
             )
         except SourceIdError as exc:
             raise MessageError(f"mood message: {exc}") from None
@@ -203,6 +242,8 @@ _FIELDS = (
     "model",
     "emitted_at",
 )
+_SEGMENT_FIELDS = ("segment_start", "segment_steps", "embedding_ready")
+"""Required from schema version 2 on."""
 
 
 def _num(value: Any, name: str) -> float:
@@ -212,7 +253,7 @@ def _num(value: Any, name: str) -> float:
 
 
 def _validate(msg: MoodMessage) -> None:
-    if msg.schema != SCHEMA_VERSION:
+    if msg.schema not in READ_SCHEMAS:
         raise MessageError(f"mood message schema {msg.schema!r} is not {SCHEMA_VERSION!r}")
     try:
         validate_source(msg.source)
@@ -244,6 +285,7 @@ def _validate(msg: MoodMessage) -> None:
         raise MessageError(
             f"mood message field 'captured_at' must be a finite number, got {msg.captured_at!r}"
         )
+    _validate_segment(msg)
     if not 0.0 <= msg.t_start <= msg.t_end:
         raise MessageError(
             f"mood message times must satisfy 0 <= t_start <= t_end, got "
@@ -271,3 +313,30 @@ def _validate(msg: MoodMessage) -> None:
         isinstance(v, str) and v for v in (msg.model.name, msg.model.version)
     ):
         raise MessageError("mood message model must have a non-empty name and version")
+
+
+def _validate_segment(msg: MoodMessage) -> None:
+    """``segment_start`` a finite number in ``[0, t_end]``, ``segment_steps`` an integer >= 1,
+    ``embedding_ready`` and ``changed`` bools."""
+    start, steps = msg.segment_start, msg.segment_steps
+    if isinstance(start, bool) or not isinstance(start, int | float) or not math.isfinite(start):
+        raise MessageError(
+            f"mood message field 'segment_start' must be a finite number, got {start!r}"
+        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise MessageError(
+            f"mood message field 'segment_steps' must be an integer >= 1, got {steps!r}"
+        )
+    if isinstance(msg.t_end, int | float) and not 0.0 <= start <= msg.t_end:
+        raise MessageError(
+            f"mood message segment_start {start!r} must lie in [0, t_end = {msg.t_end!r}]"
+        )
+    if not isinstance(msg.changed, bool):
+        raise MessageError(
+            f"mood message field 'changed' must be true or false, got {msg.changed!r}"
+        )
+    if not isinstance(msg.embedding_ready, bool):
+        raise MessageError(
+            "mood message field 'embedding_ready' must be true or false, got "
+            f"{msg.embedding_ready!r}"
+        )

@@ -58,6 +58,8 @@ class Prediction:
     previous song's)."""
     window_start: int = 0
     """First stream step of the window (``segment_start`` or later)."""
+    segment_steps: int = 1
+    """Steps from ``segment_start`` to this step, this one included."""
 
     @property
     def quadrant(self) -> str:
@@ -228,7 +230,7 @@ class MoodRuntime:
         window = self._t - start + 1
         self._t += 1
         pred = self._prediction(np.asarray(out["y"][0], np.float32), window, self._segment)
-        return replace(pred, window_start=start)
+        return replace(pred, window_start=start, segment_steps=self._t - self._segment)
 
     def _prediction(self, y: np.ndarray, window_steps: int, segment: int = 0) -> Prediction:
         if self.artifact.task == "classification":

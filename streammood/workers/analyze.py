@@ -17,6 +17,7 @@ from streammood.audio.decode import load_audio
 from streammood.errors import StreammoodError
 from streammood.features.extractor import extract_offline
 from streammood.runtime.artifact import ModelArtifact, load_artifact
+from streammood.runtime.changes import ChangeDetector
 from streammood.runtime.checks import OutputError, check_embedder, check_prediction, warm_up
 from streammood.runtime.labels import QUADRANTS
 from streammood.runtime.rolling import MoodRuntime, StepModel
@@ -29,7 +30,9 @@ class Timeline:
     ``t_start``, ``t_end`` ``(n,)`` seconds; ``probs`` ``(n, 4)`` in QUADRANTS order;
     ``valence``, ``arousal`` ``(n,)`` in [-1, 1]; ``window_steps`` ``(n,)``. A step whose model
     output was not a valid prediction holds NaN (its quadrant is ``None``; CSV/JSON write it as
-    empty / ``null``, never ``NaN``).
+    empty / ``null``, never ``NaN``). ``segment_start`` ``(n,)`` s, ``segment_steps`` ``(n,)``,
+    ``embedding_ready`` and ``changed`` ``(n,)`` bool: where each step's segment began (the
+    change-aware window, as in ``listen``'s messages).
     """
 
     path: str
@@ -39,6 +42,10 @@ class Timeline:
     valence: np.ndarray
     arousal: np.ndarray
     window_steps: np.ndarray
+    segment_start: np.ndarray | None = None
+    segment_steps: np.ndarray | None = None
+    embedding_ready: np.ndarray | None = None
+    changed: np.ndarray | None = None
 
     @property
     def quadrants(self) -> list[str | None]:
@@ -70,9 +77,26 @@ class Timeline:
                     for name, p in zip(QUADRANTS, self.probs[i], strict=True)
                 },
                 "window_steps": int(self.window_steps[i]),
+                **self._segment_row(i),
             }
             for i, q in enumerate(self.quadrants)
         ]
+
+    def _segment_row(self, i: int) -> dict[str, object]:
+        """Step ``i``'s segment columns (a segment from the start when none were recorded)."""
+        if self.segment_start is None:
+            return {
+                "segment_start": 0.0,
+                "segment_steps": i + 1,
+                "embedding_ready": True,
+                "changed": False,
+            }
+        return {
+            "segment_start": round(float(self.segment_start[i]), 3),
+            "segment_steps": int(self.segment_steps[i]),
+            "embedding_ready": bool(self.embedding_ready[i]),
+            "changed": bool(self.changed[i]),
+        }
 
 
 def _finite(value: float) -> float | None:
@@ -90,11 +114,15 @@ def timeline_of_signal(y: np.ndarray, sr: int, artifact: ModelArtifact, path: st
     feats = extract_offline(y, sr, check_embedder(artifact.embedder()))
     step_model = StepModel(artifact)
     warm_up(artifact, step_model)
-    runtime = MoodRuntime(artifact, step_model=step_model)
+    runtime = MoodRuntime(
+        artifact, step_model=step_model, detector=ChangeDetector.for_artifact(artifact)
+    )
     n = len(feats.t_start)
     probs = np.full((n, len(QUADRANTS)), np.nan, np.float32)
     va = np.full((n, 2), np.nan, np.float32)
     window = np.zeros(n, np.int64)
+    seg_steps = np.arange(1, n + 1, dtype=np.int64)
+    ready, changed = np.ones(n, bool), np.zeros(n, bool)
     for i, inputs in enumerate(feats.steps()):
         (pred,) = runtime.push(inputs)
         try:
@@ -103,6 +131,7 @@ def timeline_of_signal(y: np.ndarray, sr: int, artifact: ModelArtifact, path: st
             runtime.reset()
             continue
         probs[i], va[i], window[i] = pred.probs, (pred.valence, pred.arousal), pred.window_steps
+        seg_steps[i], ready[i], changed[i] = pred.segment_steps, pred.embedding_ready, pred.changed
     t_start = feats.t_start.astype(np.float64)
     return Timeline(
         path=path,
@@ -112,6 +141,10 @@ def timeline_of_signal(y: np.ndarray, sr: int, artifact: ModelArtifact, path: st
         valence=va[:, 0],
         arousal=va[:, 1],
         window_steps=window,
+        segment_start=np.maximum(0.0, t_start + 0.5 - seg_steps * 0.5),
+        segment_steps=seg_steps,
+        embedding_ready=ready,
+        changed=changed,
     )
 
 
@@ -166,6 +199,7 @@ def write_timelines(timelines: Sequence[Timeline], out: Path) -> Path:
     elif out.suffix.lower() == ".csv":
         fields = ["file", "seq", "t_start", "t_end", "valence", "arousal", "quadrant"]
         fields += [f"p_{q}" for q in QUADRANTS] + ["window_steps"]
+        fields += ["segment_start", "segment_steps", "embedding_ready", "changed"]
         with open(out, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()

@@ -13,7 +13,9 @@ import time
 
 from streammood.bus.schema import ModelRef, MoodMessage
 from streammood.features.extractor import ModelInputs, StreamingExtractor
+from streammood.layout import STEP_SECONDS
 from streammood.runtime.artifact import ModelArtifact
+from streammood.runtime.changes import ChangeDetector
 from streammood.runtime.checks import OutputError, check_embedder, check_prediction, warm_up
 from streammood.runtime.labels import QUADRANTS
 from streammood.runtime.rolling import MoodRuntime, StepModel
@@ -46,15 +48,25 @@ class MoodStage:
     whose output is not a valid prediction raises
     :class:`~streammood.runtime.checks.OutputError` and is never a message; the window starts
     over after it (a state that produced NaN cannot be trusted).
+
+    With ``changes`` (the default) a :class:`~streammood.runtime.changes.ChangeDetector` watches
+    the stream and the window restarts at each song (or strong mood) change it detects; every
+    message says where its segment began (``segment_start``, ``segment_steps``) and whether the
+    segment's own embedding is in yet (``embedding_ready``).
     """
 
     def __init__(
-        self, artifact: ModelArtifact, source: str, step_model: StepModel | None = None
+        self,
+        artifact: ModelArtifact,
+        source: str,
+        step_model: StepModel | None = None,
+        changes: bool = True,
     ) -> None:
         self.source = source
         step_model = step_model or StepModel(artifact)
         warm_up(artifact, step_model)
-        self.runtime = MoodRuntime(artifact, step_model=step_model)
+        detector = ChangeDetector.for_artifact(artifact) if changes else None
+        self.runtime = MoodRuntime(artifact, step_model=step_model, detector=detector)
         self.model = ModelRef(artifact.name, artifact.version)
         self.expected_seq: int | None = None
         self.gaps = 0
@@ -98,5 +110,9 @@ class MoodStage:
             model=self.model,
             emitted_at=time.time(),
             captured_at=inputs.captured_at,
+            segment_start=max(0.0, inputs.t_end - pred.segment_steps * STEP_SECONDS),
+            segment_steps=pred.segment_steps,
+            embedding_ready=pred.embedding_ready,
+            changed=pred.changed,
         )
         return [msg]

@@ -180,6 +180,30 @@ def test_subscribe_command_survives_poison_on_the_public_channel(redis_namespace
     assert "Traceback" not in err
 
 
+def test_detected_changes_go_to_the_capped_changes_stream(redis_namespace):
+    """Only messages that detected a change are appended to {prefix}:changes:{source}, with
+    where the segment began and how late it was known; the mood history has every message."""
+    import json
+
+    url, prefix = redis_namespace
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(url)
+    msgs = [make_message("radio1", i) for i in range(30)]
+    msgs[20] = make_message(
+        "radio1", 20, segment_start=7.0, segment_steps=4, window_steps=4, changed=True
+    )
+    with MoodPublisher(url, prefix, changes_maxlen=50) as pub:
+        for m in msgs:
+            pub.publish(m)
+    assert len(_history(client, keys.mood_stream("radio1"))) == 30
+    entries = client.xrange(keys.changes_stream("radio1"))
+    assert len(entries) == 1
+    event = json.loads(entries[0][1][b"json"])
+    assert event["source"] == "radio1" and event["seq"] == 20 and event["schema"] == "2"
+    assert (event["segment_start"], event["detected_at"], event["lookahead_s"]) == (7.0, 10.5, 3.5)
+    assert keys.changes_stream("radio1") == f"{prefix}:changes:radio1"
+
+
 @pytest.mark.slow
 def test_subscribe_sees_every_step_exactly_once_across_redis_restarts(persistent_redis):
     """Redis SIGKILLed and restarted twice while a real publisher publishes 240 steps:

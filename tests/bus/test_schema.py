@@ -21,7 +21,8 @@ def test_json_round_trip_is_exact_and_compact():
 def test_key_order_is_the_contract_order():
     data = json.loads(make_message().to_json())
     assert list(data) == ["schema", "source", "seq", "t_start", "t_end", "valence", "arousal",
-                          "quadrant", "probs", "window_steps", "model", "emitted_at"]
+                          "quadrant", "probs", "window_steps", "segment_start", "segment_steps",
+                          "embedding_ready", "changed", "model", "emitted_at"]
     assert list(data["probs"]) == list(QUADRANTS)
     assert data["schema"] == SCHEMA_VERSION
     assert data["model"] == {"name": "cnn-lstm", "version": "1"}
@@ -37,7 +38,12 @@ def test_unknown_fields_are_ignored():
     ("mutate", "reason"),
     [
         (lambda d: d.pop("valence"), "lacks field"),
-        (lambda d: d.update(schema="2"), "schema '2'"),
+        (lambda d: d.update(schema="3"), "schema '3'"),
+        (lambda d: d.pop("segment_start"), "lacks field(s) segment_start"),
+        (lambda d: d.update(segment_steps=0), "segment_steps"),
+        (lambda d: d.update(segment_start=-1.0), "segment_start"),
+        (lambda d: d.update(segment_start=1e9), "segment_start"),
+        (lambda d: d.update(embedding_ready="yes"), "embedding_ready"),
         (lambda d: d.update(valence=1.5), "[-1, 1]"),
         (lambda d: d.update(arousal="high"), "must be a number"),
         (lambda d: d.update(quadrant="Q1"), "quadrant 'Q1'"),
@@ -90,3 +96,21 @@ def test_hostile_messages_are_message_errors(text, reason):
     """What a foreign publisher can put on the public channel is a MessageError, whatever it is."""
     with pytest.raises(MessageError, match=reason):
         MoodMessage.from_json(text)
+
+
+def test_segment_fields_round_trip_and_version_1_is_still_read():
+    msg = make_message(seq=40, segment_start=12.5, segment_steps=16, embedding_ready=False)
+    data = json.loads(msg.to_json())
+    assert data["schema"] == "2" == SCHEMA_VERSION
+    assert (data["segment_start"], data["segment_steps"], data["embedding_ready"]) == (
+        12.5,
+        16,
+        False,
+    )
+    assert MoodMessage.from_json(msg.to_json()) == msg
+    assert make_message(seq=7).segment_steps == 8  # default: a segment from the stream start
+    old = {k: v for k, v in data.items() if k not in ("segment_start", "segment_steps",
+                                                      "embedding_ready")}
+    old["schema"] = "1"
+    back = MoodMessage.from_dict(old)  # a version-1 message, e.g. history from before
+    assert (back.segment_start, back.segment_steps, back.embedding_ready) == (0.0, 41, True)

@@ -70,3 +70,27 @@ def test_a_bad_file_is_named_and_the_others_still_go_through(music_clip, shipped
 def test_unknown_output_format_is_a_clear_error(music_clip, shipped_model, tmp_path, suffix):
     run = _analyze(str(music_clip), "--out", str(tmp_path / f"t{suffix}"), "--jobs", "1")
     assert run.returncode == 2 and "must end in .csv or .json" in run.stderr
+
+
+def test_timeline_rows_carry_the_segment(long_music, fourq_clips, shipped_model, tmp_path):
+    """Two real clips back to back: the rows say where each step's segment began, as listen's
+    messages do (one change, near the cut; early steps flagged until the embedding is in)."""
+    import csv
+
+    from streammood.audio.decode import load_audio
+    from streammood.workers.analyze import timeline_of_signal, write_timelines
+
+    y, sr = long_music
+    cut = len(load_audio(fourq_clips[0])[0]) / sr
+    tl = timeline_of_signal(y, sr, shipped_model, "two.wav")
+    rows = tl.rows()
+    changes = [r for r in rows if r["changed"]]
+    assert len(changes) == 1 and abs(changes[0]["segment_start"] - cut) <= 3.0
+    assert rows[0]["segment_start"] == 0.0 and not rows[0]["embedding_ready"]
+    assert rows[12]["embedding_ready"] and rows[-1]["segment_start"] == changes[0]["segment_start"]
+    assert rows[-1]["segment_steps"] == round((rows[-1]["t_end"] - rows[-1]["segment_start"]) / 0.5)
+    out = write_timelines([tl], tmp_path / "t.csv")
+    with open(out) as fh:
+        got = list(csv.DictReader(fh))
+    assert {"segment_start", "segment_steps", "embedding_ready", "changed"} <= set(got[0])
+    assert float(got[-1]["segment_start"]) == rows[-1]["segment_start"]
