@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 for pkg in libportaudio2 libsndfile1 libasound2-plugins alsa-utils jackd2 redis-server \
-  chromium chromium-driver; do
+  chromium chromium-driver ffmpeg icecast2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

@@ -190,6 +190,79 @@ def _open_live(
     return sid, artifact, endpoint, source
 
 
+SOURCES_HELP = "A sources.toml of [[source]] tables (id + device, file or url): many sources."
+URL_HELP = "A stream URL (Icecast/Shoutcast MP3 or AAC, HLS, RTMP, UDP), decoded by ffmpeg."
+
+
+def _run_many(
+    command: str,
+    sources: str | None,
+    url: str | None,
+    device: str | None,
+    file: str | None,
+    source_id: str | None,
+    model: str | None,
+    redis_url: str | None,
+    duration: float | None,
+    prefix: str,
+    show: Callable[..., None] | None,
+) -> None:
+    """``listen``/``capture`` with ``--sources`` or ``--url``: every source in this process
+    (:func:`streammood.workers.many.run_many`)."""
+    from pathlib import Path
+
+    from streammood.audio.mux import SourceSpec, load_sources
+    from streammood.bus.embedded import ensure_redis
+    from streammood.bus.keys import validate_source
+    from streammood.runtime.artifact import load_artifact
+    from streammood.workers.many import run_many
+
+    if device is not None or file is not None or (sources and url):
+        raise StreammoodError("give --sources, --url, --device or --file: one of them")
+    if sources:
+        if source_id:
+            raise StreammoodError("--source-id is for one source; ids come from the sources file")
+        specs = load_sources(sources)
+        name = validate_source(f"{command}-{Path(sources).stem}"[:64].rstrip("-._") or command)
+    else:
+        sid = validate_source(source_id or "url")
+        specs, name = [SourceSpec(id=sid, kind="url", target=url)], sid
+    for spec in specs:
+        validate_source(spec.id)
+    artifact = load_artifact(model)
+    err = _stderr()
+    endpoint = ensure_redis(redis_url, start=command == "listen")
+    err.print(f"streammood: {endpoint.describe()}")
+    err.print(
+        f"streammood: {command} {len(specs)} source(s) ({', '.join(s.id for s in specs)}) with "
+        f"{artifact.name} v{artifact.version}"
+    )
+    if command == "listen":
+        from streammood.bus.moods import MoodPublisher
+
+        publisher = MoodPublisher(endpoint.url, prefix, metrics_id=name)
+        kwargs: dict[str, Any] = {"moods": publisher, "on_message": show}
+    else:
+        from streammood.bus.frames import FramePublisher
+
+        publisher = FramePublisher(endpoint.url, prefix, metrics_id=name)
+        kwargs = {"frames": publisher}
+    try:
+        stats = run_many(specs, artifact, duration=duration, **kwargs)
+    finally:
+        pub = publisher.close(timeout=10.0)
+        endpoint.close()
+    for sid, s in stats.sources.items():
+        err.print(
+            f"streammood: {sid}: {s.steps} steps, {s.gaps} gaps ({s.gap_steps} steps), "
+            f"{s.reconnects} reconnects, {s.dropped_s:.1f} s of audio dropped, {s.state}"
+        )
+    err.print(
+        f"streammood: {stats.steps} steps, {pub.published} published, {pub.dropped} dropped "
+        f"while Redis was away; {stats.patches} patches in {stats.embed_calls} embedding calls"
+    )
+
+
 # --- live tagging ----------------------------------------------------------------------------
 
 
@@ -198,6 +271,8 @@ def _open_live(
 def listen(
     device: str | None = typer.Option(None, "--device", "-d", help="Input device index or name."),
     file: str | None = typer.Option(None, "--file", "-f", help="Tag an audio file instead."),
+    sources: str | None = typer.Option(None, "--sources", help=SOURCES_HELP),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
     realtime: bool = typer.Option(False, "--realtime", help="Pace a file in real time."),
     redis_url: str | None = typer.Option(None, "--redis-url", help=REDIS_HELP),
     source_id: str | None = typer.Option(None, "--source-id", help="Source id in messages."),
@@ -215,6 +290,18 @@ def listen(
 
     _setup_logging(verbose)
     err = _stderr()
+    if sources or url:
+        from streammood.console import mood_line
+
+        def line(msg, _stats) -> None:
+            if not quiet:
+                typer.echo(mood_line(msg))
+
+        _run_many(
+            "listen", sources, url, device, file, source_id, model, redis_url, duration, prefix,
+            line,
+        )  # fmt: skip
+        return
     sid, artifact, endpoint, source = _open_live(
         device, file, realtime, source_id, model, redis_url, start_redis=True
     )
@@ -252,6 +339,8 @@ def listen(
 def capture(
     device: str | None = typer.Option(None, "--device", "-d", help="Input device index or name."),
     file: str | None = typer.Option(None, "--file", "-f", help="Capture an audio file instead."),
+    sources: str | None = typer.Option(None, "--sources", help=SOURCES_HELP),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
     realtime: bool = typer.Option(False, "--realtime", help="Pace a file in real time."),
     redis_url: str | None = typer.Option(None, "--redis-url", help=REDIS_HELP),
     source_id: str | None = typer.Option(None, "--source-id", help="Source id of the frames."),
@@ -267,6 +356,12 @@ def capture(
 
     _setup_logging(verbose)
     err = _stderr()
+    if sources or url:
+        _run_many(
+            "capture", sources, url, device, file, source_id, model, redis_url, duration, prefix,
+            None,
+        )  # fmt: skip
+        return
     sid, artifact, endpoint, source = _open_live(
         device, file, realtime, source_id, model, redis_url, start_redis=False
     )

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import queue
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -378,6 +378,10 @@ class DeviceSource:
         )
         self._stats = SourceStats()
         self.captured_at: float | None = None
+        self.on_block: Callable[[np.ndarray, float], None] | None = None
+        """When set (before :meth:`start`), the callback hands each block (a copy, in the
+        device's dtype and channels) and its ``captured_at`` to it instead of the queue; it must
+        not block (e.g. :meth:`~streammood.audio.mux.Inbox.put`)."""
         self._stream: Any = None
         self._closed = False
         self._logged_problems = 0
@@ -424,13 +428,22 @@ class DeviceSource:
                 self._stats.overflows += 1
             if status.input_underflow:
                 self._stats.underflows += 1
+        stamp = _adc_wall_time(time_info, frames, self.sample_rate)
+        if self.on_block is not None:
+            self._stats.blocks += 1
+            self._stats.samples += frames
+            self.on_block(indata.copy(), stamp)
+            return
         try:
-            self._queue.put_nowait(
-                (indata.copy(), _adc_wall_time(time_info, frames, self.sample_rate))
-            )
+            self._queue.put_nowait((indata.copy(), stamp))
         except queue.Full:
             self._stats.dropped_blocks += 1
             self._stats.dropped_samples += frames
+
+    @property
+    def active(self) -> bool:
+        """The PortAudio stream is running."""
+        return self._stream is not None and bool(self._stream.active)
 
     def start(self) -> None:
         """Open and start the PortAudio stream (iteration does this itself)."""

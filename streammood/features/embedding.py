@@ -125,6 +125,7 @@ class MusicnnEmbedder:
         out = self._interpreter.get_tensor(self._output).copy()
         return out[0] if single else out
 
+
 def hold_embeddings(patch_steps: np.ndarray, embeddings: np.ndarray, n_steps: int) -> np.ndarray:
     """Per-step pretrained embeddings, each held until the next patch.
 

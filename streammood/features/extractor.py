@@ -16,8 +16,8 @@ streammood puts model inputs together.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -26,6 +26,7 @@ from streammood.audio.framer import Framer, Step
 from streammood.features.embedding import MusicnnEmbedder, hold_embeddings
 from streammood.features.mel import MelPatcher, mel_patches_offline
 from streammood.features.mfcc import mfcc_block, mfcc_offline
+from streammood.features.service import EmbeddingService
 from streammood.features.smile import StreamingSmile, lld_names, lld_offline
 from streammood.layout import (
     MEL_BANDS,
@@ -98,8 +99,18 @@ class StreamingExtractor:
     input_rate : int
         Sample rate of the blocks pushed, Hz.
     embedder : MusicnnEmbedder, optional
-        The pretrained embedding; this stage then calls it from its own thread only. Without
-        one, ``emb`` is ``(0,)``.
+        The pretrained embedding; this stage then calls it from its own thread only (a private
+        :class:`~streammood.features.service.EmbeddingService`). Without one (and no
+        ``service``), ``emb`` is ``(0,)``.
+    service : EmbeddingService, optional
+        A shared embedding thread instead (``listen --sources``): not closed by this stage.
+    wait : bool
+        :meth:`push` waits for a step's embedding (True), or leaves the step pending until a
+        later :meth:`push` or :meth:`poll` finds it done (False: one thread driving many
+        sources never blocks on the model).
+    on_ready : callable, optional
+        Called (on the embedding thread, no arguments) when an embedding this stage waits for
+        is done: the cue to :meth:`poll`.
 
     Examples
     --------
@@ -110,12 +121,24 @@ class StreamingExtractor:
     ...     rest = ex.finish()
     """
 
-    def __init__(self, input_rate: int, embedder: MusicnnEmbedder | None = None) -> None:
+    def __init__(
+        self,
+        input_rate: int,
+        embedder: MusicnnEmbedder | None = None,
+        *,
+        service: EmbeddingService | None = None,
+        wait: bool = True,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        if embedder is not None and service is not None:
+            raise ValueError("give an embedder or an embedding service, not both")
         self.framer = Framer(input_rate)
         self._history = np.zeros(MFCC_HISTORY, np.float32)
         self._mel = MelPatcher()
-        self._embedder = embedder
-        self._held = np.zeros(embedder.dim if embedder is not None else 0, np.float32)
+        self._wait = wait
+        self._on_ready = None if on_ready is None else (lambda _fut: on_ready())
+        dim = service.dim if service is not None else embedder.dim if embedder is not None else 0
+        self._held = np.zeros(dim, np.float32)
         self._ahead: dict[int, Future[np.ndarray]] = {}
         self._pending: deque[ModelInputs] = deque()
         self._lld: dict[int, np.ndarray] = {}
@@ -125,11 +148,14 @@ class StreamingExtractor:
         # warm up before audio flows: the first MFCC block loads librosa's tables (~0.6 s) and the
         # first musicnn call sets its interpreter up (~0.1 s); neither may delay step 0
         mfcc_block(np.zeros(MFCC_HISTORY, np.float32), np.zeros(MFCC_STEP_SAMPLES, np.float32))
-        self._musicnn: ThreadPoolExecutor | None = None
-        if embedder is not None:
-            embedder.embed(np.zeros((MEL_PATCH_FRAMES, MEL_BANDS), np.float32))
-            self._musicnn = ThreadPoolExecutor(1, thread_name_prefix="streammood-musicnn")
-        self._smile = StreamingSmile()
+        self._own_service = service is None and embedder is not None
+        self._service = EmbeddingService(embedder, max_batch=1) if self._own_service else service
+        try:
+            self._smile = StreamingSmile()
+        except BaseException:
+            if self._own_service:
+                self._service.close()
+            raise
 
     @property
     def input_rate(self) -> int:
@@ -163,7 +189,13 @@ class StreamingExtractor:
         if captured_at is not None:
             self._clock.append((self.framer.samples_in, float(captured_at)))
         self._take(self._smile.push(self._add(steps)))
-        return self._release()
+        return self._release(self._wait)
+
+    def poll(self) -> list[ModelInputs]:
+        """The pending steps that became complete since the last call, without waiting."""
+        if self._finished:
+            return []
+        return self._release(False)
 
     def _captured(self, seq: int) -> float | None:
         """Wall clock of the last sample of step ``seq`` (None without stamped blocks)."""
@@ -189,7 +221,7 @@ class StreamingExtractor:
             self._take(done + self._smile.finish())
             n = self.framer.steps_out
             self._lld = {seq: v for seq, v in self._lld.items() if seq < n}
-            out = self._release()
+            out = self._release(True)
             if self._pending:  # pragma: no cover - openSMILE returns every whole step at EOI
                 raise RuntimeError(f"openSMILE gave no statistics for step {self._pending[0].seq}")
             return out
@@ -197,11 +229,14 @@ class StreamingExtractor:
             self.close()
 
     def close(self) -> None:
-        """Stop openSMILE and the musicnn thread without collecting (idempotent)."""
+        """Stop openSMILE and the musicnn thread (a shared service: only this stage's patches)
+        without collecting (idempotent)."""
         self._finished = True
         self._smile.close()
-        if self._musicnn is not None:
-            self._musicnn.shutdown(wait=True, cancel_futures=True)
+        if self._own_service:
+            self._service.close()
+        for fut in self._ahead.values():
+            fut.cancel()
         self._ahead.clear()
 
     def __enter__(self) -> StreamingExtractor:
@@ -221,8 +256,8 @@ class StreamingExtractor:
             self._history = y22[-MFCC_HISTORY:].copy()
             patch = None
             for _, patch in self._mel.push(step.y16):
-                if self._musicnn is not None:
-                    self._ahead[step.seq] = self._musicnn.submit(self._embedder.embed, patch)
+                if self._service is not None:
+                    self._ahead[step.seq] = self._service.submit(patch, self._on_ready)
             feats = ModelInputs(
                 step.seq,
                 step.t_start,
@@ -253,15 +288,20 @@ class StreamingExtractor:
         for seq, lld in done:
             self._lld[seq] = lld
 
-    def _release(self) -> list[ModelInputs]:
+    def _release(self, wait: bool) -> list[ModelInputs]:
         """Pending steps, oldest first, as long as their LLD statistics have arrived; each takes
-        the embedding of its patch (waiting for the musicnn thread) or the one held before."""
+        the embedding of its patch (waiting for the musicnn thread, or, without ``wait``,
+        stopping at a step whose embedding is not done) or the one held before."""
         out = []
         while self._pending and self._pending[0].seq in self._lld:
-            head = self._pending.popleft()
-            if (ahead := self._ahead.pop(head.seq, None)) is not None:
+            seq = self._pending[0].seq
+            if (ahead := self._ahead.get(seq)) is not None:
+                if not wait and not ahead.done():
+                    break
                 self._held = ahead.result()
-            out.append(replace(head, lld=self._lld.pop(head.seq), emb=self._held))
+                del self._ahead[seq]
+            head = self._pending.popleft()
+            out.append(replace(head, lld=self._lld.pop(seq), emb=self._held))
         return out
 
 

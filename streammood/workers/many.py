@@ -1,0 +1,451 @@
+"""``listen --sources`` / ``capture --sources``: many live sources tagged by one process.
+
+Threads, whatever the number of sources: ``streammood-io`` reads every source into one inbox
+(:class:`~streammood.audio.mux.SourceMux`; PortAudio's callbacks put device blocks there
+themselves), ``streammood-sources`` (this module's worker) drives every source's
+:class:`~streammood.features.extractor.StreamingExtractor` and :class:`MoodStage` and hands
+messages (or feature frames) to **one** publisher, and **one** ``streammood-musicnn`` thread
+embeds every source's patches, batched when several are due
+(:class:`~streammood.features.service.EmbeddingService`). Each source keeps its own openSMILE
+engine, whose ``smile_run`` thread sleeps on a condition until audio is written (SMILEapi offers
+no other way to run it). The worker never waits on the embedding: a step whose patch is being
+embedded stays pending and is collected when the service wakes the worker.
+
+Per source, audio is pushed in chunks of ~100 ms (:data:`~streammood.audio.mux.CHUNK_SECONDS`):
+fewer resampler calls, openSMILE wake-ups and Python work than 20 ms blocks, for at most that
+much latency. When a source's audio is not continuous (a URL reconnected, a device reopened,
+the worker fell behind and old audio was dropped) its features start afresh, its stream time
+jumps by the gap (``seq`` and ``t_start`` keep following the wall clock from the source's
+start), the gap is counted and its rolling window starts over.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from streammood.audio.decode import to_mono
+from streammood.audio.mux import (
+    CHUNK_SECONDS,
+    Chunk,
+    Inbox,
+    SourceMux,
+    SourceSpec,
+    first_sample_time,
+)
+from streammood.bus.frames import FramePublisher, encode_inputs
+from streammood.bus.keys import validate_source
+from streammood.bus.moods import MoodPublisher
+from streammood.bus.schema import MoodMessage
+from streammood.errors import StreammoodError
+from streammood.features.extractor import ModelInputs, StreamingExtractor
+from streammood.features.service import EmbeddingService
+from streammood.layout import STEP_SECONDS
+from streammood.runtime.artifact import ModelArtifact
+from streammood.runtime.rolling import StepModel
+from streammood.workers.tagging import MoodStage
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LaneStats", "ManyStats", "run_many"]
+
+MAX_ERRORS = 5
+"""Feature or model failures in a row after which a source is dropped."""
+
+
+@dataclass
+class LaneStats:
+    """What happened to one source.
+
+    Attributes
+    ----------
+    steps : int
+        Steps published (messages, or frames in capture mode).
+    gaps : int
+        Discontinuities (reconnects, reopened devices, audio dropped because the worker fell
+        behind); each starts the source's features and window afresh.
+    gap_steps : int
+        Steps of stream time lost in those gaps.
+    dropped_s : float
+        Audio dropped because the worker fell behind, s.
+    rejected : int
+        Steps whose model output was not a valid prediction (never published).
+    errors : int
+        Feature or model failures (the source restarted after each).
+    reconnects : int
+        Times the source was reopened after a failure.
+    state : str
+        ``running``, ``ended``, ``failed: ...`` or ``dropped: ...``.
+    """
+
+    steps: int = 0
+    gaps: int = 0
+    gap_steps: int = 0
+    dropped_s: float = 0.0
+    rejected: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    state: str = "starting"
+
+
+@dataclass
+class ManyStats:
+    """A ``--sources`` run: per source (by id) and the embedding service's batching."""
+
+    sources: dict[str, LaneStats] = field(default_factory=dict)
+    patches: int = 0
+    embed_calls: int = 0
+    largest_batch: int = 0
+
+    @property
+    def steps(self) -> int:
+        return sum(s.steps for s in self.sources.values())
+
+
+class _Lane:
+    """One source inside the worker."""
+
+    def __init__(self, key: int, spec: SourceSpec, sid: str, run: _Run) -> None:
+        self.key = key
+        self.spec = spec
+        self.sid = sid
+        self.run = run
+        self.stats = LaneStats()
+        self.mood = MoodStage(run.artifact, sid, run.step_model) if run.moods_mode else None
+        self.ex: StreamingExtractor | None = None
+        self.epoch = -1
+        self.offset = 0
+        self.next_seq = 0
+        self.t0: float | None = None
+        self.rate = 0
+        self.pending: list[np.ndarray] = []
+        self.pending_n = 0
+        self.pending_at = 0.0
+        self.pending_since = 0.0
+        self.errors_in_row = 0
+        self.done = False
+
+    # -- audio in -------------------------------------------------------------------------------
+    def feed(self, chunks: list[Chunk], gap: bool) -> None:
+        for chunk in chunks:
+            if self.done:
+                return
+            if chunk.epoch != self.epoch or chunk.rate != self.rate or gap or self.ex is None:
+                self.restart(chunk)
+                gap = False
+            block = chunk.block
+            if block.dtype == np.int16:
+                block = block.astype(np.float32) * np.float32(1 / 32768)
+            if block.ndim != 1:
+                block = to_mono(block)
+            if not self.pending:
+                self.pending_since = time.monotonic()
+            self.pending.append(block)
+            self.pending_n += block.size
+            self.pending_at = chunk.captured_at
+            if self.pending_n >= self.rate * CHUNK_SECONDS:
+                self.flush()
+
+    def flush(self) -> None:
+        """Push the audio waiting (a chunk's worth, or older than a chunk)."""
+        if not self.pending or self.ex is None:
+            return
+        y = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+        self.pending, self.pending_n = [], 0
+        self._guard(lambda: self.ex.push(y, captured_at=self.pending_at))
+
+    def poll(self) -> None:
+        if self.ex is not None:
+            self._guard(self.ex.poll)
+
+    def restart(self, chunk: Chunk) -> None:
+        """A new stretch of continuous audio: flush and finish the old one, start fresh
+        features, and let stream time jump to the new audio's wall-clock position."""
+        self.flush()
+        self._close_extractor(finish=True)
+        if self.done:
+            return
+        start = first_sample_time(chunk)
+        if self.t0 is None:
+            self.t0 = start
+            self.offset = 0
+        else:
+            at = math.ceil((start - self.t0) / STEP_SECONDS - 1e-6)
+            self.offset = max(self.next_seq, at)
+            self.stats.gaps += 1
+            self.stats.gap_steps += self.offset - self.next_seq
+            log.info(
+                "source %s: gap of %d steps; stream time goes on at %.1f s",
+                self.sid,
+                self.offset - self.next_seq,
+                self.offset * STEP_SECONDS,
+            )
+            if self.mood is not None:
+                self.mood.reset()
+        self.epoch, self.rate = chunk.epoch, chunk.rate
+        key, inbox = self.key, self.run.inbox
+        self.ex = StreamingExtractor(
+            chunk.rate, service=self.run.service, wait=False, on_ready=lambda: inbox.wake(key)
+        )
+
+    def end(self, error: str | None) -> None:
+        """The source ended (or failed for good): publish what is complete, release all."""
+        self.flush()
+        self._close_extractor(finish=error is None)
+        self.done = True
+        self.stats.state = "ended" if error is None else f"failed: {error}"
+
+    def close(self) -> None:
+        self._close_extractor(finish=False)
+        self.done = True
+
+    def _close_extractor(self, finish: bool) -> None:
+        ex, self.ex = self.ex, None
+        if ex is None:
+            return
+        if finish:
+            try:
+                self._emit(ex.finish())
+            except Exception as exc:  # noqa: BLE001 - this source only
+                log.warning("source %s: last steps lost: %s", self.sid, exc)
+        ex.close()
+
+    def _guard(self, call: Callable[[], list[ModelInputs]]) -> None:
+        try:
+            out = call()
+        except Exception as exc:  # noqa: BLE001 - one source's failure stops only that source
+            self.stats.errors += 1
+            self.errors_in_row += 1
+            log.warning("source %s: features failed (%s); restarting it", self.sid, exc)
+            self._close_extractor(finish=False)
+            if self.errors_in_row >= MAX_ERRORS:
+                self.done = True
+                self.stats.state = f"dropped: {exc}"
+                log.warning("source %s: dropped after %d failures", self.sid, MAX_ERRORS)
+            return
+        self.errors_in_row = 0
+        self._emit(out)
+
+    # -- steps out ------------------------------------------------------------------------------
+    def _emit(self, out: list[ModelInputs]) -> None:
+        for inputs in out:
+            if self.offset:
+                seq = inputs.seq + self.offset
+                inputs = replace(
+                    inputs, seq=seq, t_start=seq * STEP_SECONDS, t_end=(seq + 1) * STEP_SECONDS
+                )
+            self.next_seq = inputs.seq + 1
+            if self.run.max_steps is not None and self.stats.steps >= self.run.max_steps:
+                continue
+            self.run.publish(self, inputs)
+
+
+class _Run:
+    """The worker's shared parts."""
+
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        inbox: Inbox,
+        service: EmbeddingService,
+        moods: MoodPublisher | None,
+        frames: FramePublisher | None,
+        max_steps: int | None,
+        on_message: Callable[[MoodMessage, LaneStats], None] | None,
+    ) -> None:
+        self.artifact = artifact
+        self.inbox = inbox
+        self.service = service
+        self.moods = moods
+        self.frames = frames
+        self.moods_mode = frames is None
+        self.step_model = StepModel(artifact) if self.moods_mode else None
+        self.max_steps = max_steps
+        self.on_message = on_message
+        self.embedder_id = artifact.embedder_id
+
+    def publish(self, lane: _Lane, inputs: ModelInputs) -> None:
+        if self.frames is not None:
+            self.frames.publish(encode_inputs(lane.sid, inputs, self.embedder_id), lane.sid)
+            lane.stats.steps += 1
+            return
+        try:
+            (msg,) = lane.mood.push(inputs)
+        except StreammoodError as exc:  # an invalid model output: this step only
+            lane.stats.rejected += 1
+            if lane.stats.rejected == 1:
+                log.warning("source %s step %d not published: %s", lane.sid, inputs.seq, exc)
+            return
+        if self.moods is not None:
+            self.moods.publish(msg)
+        lane.stats.steps += 1
+        if self.on_message is not None:
+            self.on_message(msg, lane.stats)
+
+
+def run_many(
+    specs: list[SourceSpec],
+    artifact: ModelArtifact,
+    *,
+    moods: MoodPublisher | None = None,
+    frames: FramePublisher | None = None,
+    duration: float | None = None,
+    stop: threading.Event | None = None,
+    on_message: Callable[[MoodMessage, LaneStats], None] | None = None,
+    max_backlog_s: float = 8.0,
+    max_batch: int = 16,
+) -> ManyStats:
+    """Tag (or, with ``frames``, capture) every source of ``specs`` until all have ended,
+    ``duration`` seconds of audio per source have been published, ``stop`` is set, or Ctrl-C.
+    Everything started here is stopped on the way out, however the run ends.
+
+    Parameters
+    ----------
+    specs : list of SourceSpec
+        The sources (:func:`~streammood.audio.mux.load_sources`); ids must be valid source ids.
+    artifact : ModelArtifact
+        Model (and embedder) of every source.
+    moods : MoodPublisher, optional
+        Where messages go (listen mode).
+    frames : FramePublisher, optional
+        Capture mode: feature frames go here instead (no model run).
+    duration : float, optional
+        Seconds of audio to publish per source.
+    stop : threading.Event, optional
+        Set it to end the run from another thread.
+    on_message : callable, optional
+        Called with every message and its source's stats (listen mode).
+    max_backlog_s : float
+        Audio a source may have waiting for the worker before the oldest is dropped (a gap).
+    max_batch : int
+        Most patches per embedding call.
+
+    Returns
+    -------
+    ManyStats
+    """
+    if not specs:
+        raise StreammoodError("no sources")
+    sids = [validate_source(s.id) for s in specs]
+    stop = stop or threading.Event()
+    max_steps = None if duration is None else max(0, int(round(duration / STEP_SECONDS)))
+    stats = ManyStats()
+    errors: list[BaseException] = []
+    inbox = Inbox(len(specs), max_backlog_s)
+    service = EmbeddingService(artifact.embedder(), max_batch=max_batch)
+    mux: SourceMux | None = None
+    lanes: list[_Lane] = []
+    try:
+        run = _Run(artifact, inbox, service, moods, frames, max_steps, on_message)
+        lanes = [
+            _Lane(i, spec, sid, run) for i, (spec, sid) in enumerate(zip(specs, sids, strict=True))
+        ]
+        for lane in lanes:
+            stats.sources[lane.sid] = lane.stats
+            if frames is not None:
+                frames.begin(lane.sid)
+        mux = SourceMux(specs, inbox)
+        worker = threading.Thread(
+            target=_work,
+            args=(lanes, inbox, mux, stop, max_steps, moods or frames, errors),
+            name="streammood-sources",
+            daemon=True,
+        )
+        mux.start()
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.2)
+        except KeyboardInterrupt:
+            stop.set()
+            worker.join()
+    finally:
+        stop.set()
+        if mux is not None:
+            mux.close()
+            for lane, st in zip(lanes, mux.status(), strict=True):
+                lane.stats.reconnects = st["reconnects"]
+        for lane in lanes:
+            lane.close()
+        service.close()
+        stats.patches = service.stats.patches
+        stats.embed_calls = service.stats.calls
+        stats.largest_batch = service.stats.largest_batch
+    if errors:
+        raise errors[0]
+    return stats
+
+
+def _work(
+    lanes: list[_Lane],
+    inbox: Inbox,
+    mux: SourceMux,
+    stop: threading.Event,
+    max_steps: int | None,
+    publisher: Any,
+    errors: list[BaseException],
+) -> None:
+    """The worker: audio in, features, moods (or frames) out, for every source."""
+    next_metrics = 0.0
+    # with a duration, sources that never deliver (a URL down) do not hold the run up for ever
+    deadline = None if max_steps is None else time.monotonic() + max_steps * STEP_SECONDS + 10
+    try:
+        while not stop.is_set():
+            taken = inbox.take(0.05)
+            for key, (chunks, gap) in taken.audio.items():
+                lanes[key].feed(chunks, gap)
+            for key in taken.woken:
+                lanes[key].poll()
+            for key, error in taken.ended.items():
+                lanes[key].end(error)
+            now = time.monotonic()
+            for lane in lanes:
+                if lane.pending and now - lane.pending_since >= CHUNK_SECONDS:
+                    lane.flush()
+                if lane.stats.state == "starting" and lane.ex is not None:
+                    lane.stats.state = "running"
+                lane.stats.dropped_s = inbox.dropped_seconds[lane.key]
+            if mux.error is not None:
+                raise mux.error
+            if all(
+                lane.done or (max_steps is not None and lane.stats.steps >= max_steps)
+                for lane in lanes
+            ):
+                break
+            if deadline is not None and now > deadline:
+                log.warning("duration reached; sources still short of it are stopped")
+                break
+            if publisher is not None and now >= next_metrics:
+                next_metrics = now + 1.0
+                publisher.update_metrics(**_metrics(lanes))
+    except BaseException as exc:  # noqa: BLE001 - re-raised by run_many
+        errors.append(exc)
+    finally:
+        for lane in lanes:
+            lane.close()
+        if publisher is not None:
+            publisher.update_metrics(**_metrics(lanes))
+
+
+def _metrics(lanes: list[_Lane]) -> dict[str, int | float | str]:
+    out: dict[str, int | float | str] = {
+        "sources": len(lanes),
+        "sources_running": sum(not lane.done for lane in lanes),
+        "steps": sum(lane.stats.steps for lane in lanes),
+        "gaps": sum(lane.stats.gaps for lane in lanes),
+    }
+    for lane in lanes:
+        s = lane.stats
+        out[f"{lane.sid}.steps"] = s.steps
+        out[f"{lane.sid}.gaps"] = s.gaps
+        out[f"{lane.sid}.gap_steps"] = s.gap_steps
+        out[f"{lane.sid}.dropped_s"] = round(s.dropped_s, 3)
+        out[f"{lane.sid}.state"] = s.state
+    return out

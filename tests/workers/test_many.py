@@ -1,0 +1,197 @@
+"""Many sources in one process (``listen/capture --sources``), on real music, the real Redis and
+the real CLI; URL sources against a real Icecast server that is stopped and restarted."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from streammood.audio.decode import load_audio
+from streammood.audio.framer import n_steps
+from streammood.audio.mux import Inbox, SourcesError, SourceSpec, load_sources, parse_sources
+from streammood.bus.codec import decode_frame
+from streammood.bus.frames import FramePublisher
+from streammood.bus.keys import Keys
+from streammood.bus.schema import MoodMessage
+from streammood.features.extractor import extract_offline
+from streammood.workers.many import run_many
+from tests import icecast
+from tests.features.parity import assert_parity
+from tests.workers.test_shutdown import _assert_clean, _left, _start
+
+
+def _history(url: str, prefix: str, source: str) -> list[MoodMessage]:
+    client = redis.Redis.from_url(url)
+    try:
+        entries = client.xrange(Keys(prefix).mood_stream(source))
+    finally:
+        client.close()
+    return [MoodMessage.from_json(f[b"json"]) for _, f in entries]
+
+
+def test_sources_file_is_checked(tmp_path):
+    good = tmp_path / "s.toml"
+    good.write_text(
+        '[[source]]\nid = "a"\nfile = "x.mp3"\nloop = true\n'
+        '[[source]]\nid = "b"\nurl = "http://h/s"\n[[source]]\nid = "c"\ndevice = 2\n'
+    )
+    a, b, c = load_sources(good)
+    assert a == SourceSpec("a", "file", str(tmp_path / "x.mp3"), True, True, None, 0)
+    assert (b.kind, b.target, b.retries) == ("url", "http://h/s", None)
+    assert (c.kind, c.target) == ("device", 2)
+    for bad, why in [
+        ({}, "no \\[\\[source\\]\\]"),
+        ({"source": [{"id": "a"}]}, "exactly one"),
+        ({"source": [{"id": "a", "file": "f", "url": "u"}]}, "exactly one"),
+        ({"source": [{"id": "a", "file": "f"}, {"id": "a", "file": "g"}]}, "twice"),
+        ({"source": [{"id": "a", "url": "u", "loop": True}]}, "for files"),
+        ({"source": [{"id": "a", "file": "f", "volume": 3}]}, "unknown key"),
+    ]:
+        with pytest.raises(SourcesError, match=why):
+            parse_sources(bad)
+    with pytest.raises(SourcesError, match="not found"):
+        load_sources(tmp_path / "missing.toml")
+
+
+def test_inbox_drops_the_oldest_audio_of_a_live_source_only():
+    box = Inbox(2, max_backlog_s=1.0)
+    box.set_lossless(1)
+    for i in range(30):
+        block = np.full(1000, i, np.float32)
+        box.put(0, block, 10_000, float(i), 0)
+        box.put(1, block, 10_000, float(i), 0)
+    got = box.take(0)
+    live, gap = got.audio[0]
+    assert gap and [c.captured_at for c in live] == [float(i) for i in range(20, 30)]
+    assert box.dropped_seconds[0] == pytest.approx(2.0)
+    assert len(got.audio[1][0]) == 30 and not got.audio[1][1]  # lossless: all kept
+    box.wake(1)
+    box.end(0, "gone")
+    got = box.take(0)
+    assert got.woken == {1} and got.ended == {0: "gone"} and not got.audio
+
+
+def test_listen_sources_tags_every_good_source_and_reports_the_bad(
+    fourq_clips, redis_namespace, tmp_path
+):
+    """The real CLI over a sources file: three real clips, a missing file and a corrupt one.
+    Every step of every good clip is published in order; the bad sources are reported and
+    dropped without stopping the others; nothing is left running."""
+    url, prefix = redis_namespace
+    corrupt = tmp_path / "corrupt.mp3"
+    corrupt.write_bytes(b"this is not audio" * 100)
+    clips = fourq_clips[:3]
+    lines = [
+        f'[[source]]\nid = "c{i}"\nfile = "{p}"\nrealtime = false\n' for i, p in enumerate(clips)
+    ]
+    lines += ['[[source]]\nid = "missing"\nfile = "nowhere.mp3"\n']
+    lines += [f'[[source]]\nid = "corrupt"\nfile = "{corrupt}"\n']
+    sources = tmp_path / "sources.toml"
+    sources.write_text("".join(lines))
+    proc = _start(
+        ["listen", "--sources", str(sources), "--redis-url", url, "--prefix", prefix, "-q"]
+    )
+    left = _left(proc, timeout=300)
+    _assert_clean(left)
+    said = " ".join(left["stderr"].split())  # the console wraps long lines
+    assert "missing: 0 steps" in said and "file not found" in said
+    assert "corrupt: 0 steps" in said and "cannot decode" in said
+    for i, clip in enumerate(clips):
+        y, sr = load_audio(clip)
+        msgs = _history(url, prefix, f"c{i}")
+        assert [m.seq for m in msgs] == list(range(n_steps(len(y), sr)))
+        assert all(m.captured_at is not None for m in msgs)
+
+
+def test_capture_sources_frames_equal_the_offline_features(
+    fourq_clips, shipped_model, redis_namespace
+):
+    """Through the shared embedding service, 100 ms chunks and the non-blocking release, each
+    source's frames equal the whole-file features of its clip (the parity criterion)."""
+    url, prefix = redis_namespace
+    clips = fourq_clips[:2]
+    specs = [SourceSpec(f"p{i}", "file", str(p), realtime=False) for i, p in enumerate(clips)]
+    publisher = FramePublisher(url, prefix, metrics_id="capture-many")
+    try:
+        stats = run_many(specs, shipped_model, frames=publisher, duration=12.0)
+    finally:
+        publisher.close(timeout=10)
+    assert stats.patches >= 4
+    client = redis.Redis.from_url(url)
+    embedder = shipped_model.embedder()
+    for spec, clip in zip(specs, clips, strict=True):
+        frames = [
+            decode_frame(f[b"frame"]) for _, f in client.xrange(Keys(prefix).frames_stream(spec.id))
+        ]
+        assert [h["seq"] for h, _ in frames] == list(range(24))
+        y, sr = load_audio(clip)
+        offline = extract_offline(y[: 14 * sr], sr, embedder)
+        for name in ("mfcc", "lld", "emb"):
+            got = np.stack([a[name] for _, a in frames])
+            assert_parity(got, getattr(offline, name)[:24], name)
+    client.close()
+
+
+def test_realtime_sources_carry_the_pacing_clock(fourq_clips, shipped_model):
+    specs = [SourceSpec(f"r{i}", "file", str(p)) for i, p in enumerate(fourq_clips[:3])]
+    got: list[tuple[float, MoodMessage]] = []
+    t0 = time.time()
+    stats = run_many(
+        specs, shipped_model, duration=4.0, on_message=lambda m, _s: got.append((time.time(), m))
+    )
+    assert {s: v.steps for s, v in stats.sources.items()} == {"r0": 8, "r1": 8, "r2": 8}
+    for seen, msg in got:
+        assert 0 <= msg.captured_at - (t0 + msg.t_end) < 1.5
+        assert 0 < seen - msg.captured_at < 2.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(icecast.available() is not None, reason=str(icecast.available()))
+def test_url_source_resumes_after_the_icecast_server_restarts(
+    music_clip, redis_namespace, tmp_path
+):
+    """``listen --url`` on a real Icecast stream fed by ``ffmpeg -re``: moods arrive; the server
+    (and its feeder) is killed and restarted mid-stream; tagging resumes after a counted gap,
+    ``seq`` and stream time only go forward, and nothing is left running."""
+    url, prefix = redis_namespace
+    server = icecast.Icecast(tmp_path / "icecast", music_clip)
+    server.start()
+    try:
+        proc = _start(
+            ["listen", "--url", server.url, "--source-id", "radio", "--redis-url", url]
+            + ["--prefix", prefix, "--duration", "120", "-q"]
+        )
+        client = redis.Redis.from_url(url)
+        key = Keys(prefix).mood_stream("radio")
+
+        def wait_for(n: int, timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while client.xlen(key) < n and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.2)
+            assert client.xlen(key) >= n, server.log()
+
+        wait_for(10, 90)
+        server.stop()
+        time.sleep(3.0)
+        before = client.xlen(key)
+        server.start()
+        wait_for(before + 10, 90)
+        proc.send_signal(2)  # Ctrl-C: a clean stop
+        left = _left(proc)
+        client.close()
+    finally:
+        server.cleanup()
+    _assert_clean(left)
+    msgs = _history(url, prefix, "radio")
+    seqs = [m.seq for m in msgs]
+    assert seqs == sorted(set(seqs)) and seqs[0] == 0
+    jumps = [b - a for a, b in zip(seqs, seqs[1:], strict=False) if b - a > 1]
+    assert len(jumps) == 1 and jumps[0] >= 6  # the 3 s outage at least, and one gap only
+    assert all(m.t_start == m.seq * 0.5 for m in msgs)
+    assert all(m.captured_at is not None and m.captured_at <= m.emitted_at for m in msgs)
+    said = " ".join(left["stderr"].split())  # the console wraps long lines
+    assert "radio: " in said and " 1 gaps" in said and "1 reconnects" in said, said
