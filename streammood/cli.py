@@ -532,6 +532,18 @@ def train(
         None, "--name", help="Model name (default streammood-DATASET)."
     ),
     version: str = typer.Option("1", "--version", help="Model version."),
+    stream_augment: bool = typer.Option(
+        False,
+        "--stream-augment/--no-stream-augment",
+        help="Also train on windows begun mid-song and on pairs of songs spliced at random steps "
+        "(per-step targets: the song playing).",
+    ),
+    streams: bool = typer.Option(
+        False,
+        "--streams/--no-streams",
+        help="Also play the test songs back to back (hard cuts, 4 s crossfades) through the live "
+        "path and put the figures in the card (4q).",
+    ),
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="Feature cache folder."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Extraction processes."),
 ) -> None:
@@ -556,6 +568,7 @@ def train(
         test_size=test_size,
         val_size=val_size,
         patience=patience,
+        stream_augment=stream_augment,
         model=ModelConfig(task=task),
     )
     result = run_train(
@@ -568,6 +581,7 @@ def train(
         version=version,
         cache_dir=Path(cache_dir) if cache_dir else None,
         jobs=jobs,
+        streams=streams,
     )
     from streammood.training.metrics import format_report
 

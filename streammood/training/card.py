@@ -198,6 +198,7 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
                 f"step; ROC AUC {_f(tw.get('roc_auc'))} per window (`report/ensemble/`).",
             ]
         lines += ["", "Pictures: `report/confusion_matrix.png`, `report/va_plane.png`."]
+    lines += _stream_lines(manifest.get("metrics", {}).get("stream", {}))
     lines += [
         "",
         "## Reproduce",
@@ -232,3 +233,76 @@ def write_model_card(folder: Path, manifest: dict[str, Any], command: str) -> Pa
     path = Path(folder) / "README.md"
     path.write_text(render_model_card(manifest, command))
     return path
+
+
+def _stream_lines(stream: dict[str, Any]) -> list[str]:
+    """The card's section on streams: the test songs played back to back (hard cuts, 4 s
+    crossfades) through the live path, fixed and change-aware window."""
+    if not stream:
+        return []
+    runs = [(k, v) for k, v in stream.items() if isinstance(v, dict) and "change_aware" in v]
+    if not runs:
+        return []
+    first = runs[0][1]
+    lines = [
+        "",
+        "## On streams (the test songs back to back)",
+        "",
+        f"The {first['songs']} test songs in {first['streams']} streams (seeded order, a random "
+        f"gain of {first['gain_db'][0]:g} to {first['gain_db'][1]:g} dB per song) through the live "
+        "path (`extract_offline` of the joined audio, then the streaming runtime), with the fixed "
+        "60-step window and with the change-aware one (the window restarts at each detected "
+        "change, and again at the segment's first embedding of its own audio); "
+        "`streammood evaluate --stream [--xfade 4]`.",
+        "",
+        "| | "
+        + " | ".join(f"{_how(v)}, {w}" for _, v in runs for w in ("fixed", "change-aware"))
+        + " |",
+        "|---|" + "---|" * (2 * len(runs)),
+    ]
+    cells = [v[w] for _, v in runs for w in ("fixed_window", "change_aware")]
+
+    def row(label: str, get) -> str:
+        return f"| {label} | " + " | ".join(_f(get(c)) for c in cells) + " |"
+
+    lines.append(row("per-step macro-F1", lambda c: c["per_step"]["macro_f1"]))
+    for b in ("0-5", "5-10", "10-15", "20-25"):
+        lines.append(
+            row(
+                f"accuracy {b} s after a change",
+                lambda c, b=b: c["accuracy_since_change"][b]["accuracy"],
+            )
+        )
+    lines.append(
+        "| median time to follow a change, s | "
+        + " | ".join(
+            "-" if c["follow"]["median_s"] is None else f"{c['follow']['median_s']:.1f}"
+            for c in cells
+        )
+        + " |"
+    )
+    lines.append(row("change precision (±3 s)", lambda c: c["changes"]["precision"]))
+    lines.append(row("change recall (±3 s)", lambda c: c["changes"]["recall"]))
+    lines.append(
+        "| false changes per hour | "
+        + " | ".join(
+            "-"
+            if c["changes"]["false_per_hour"] is None
+            else f"{c['changes']['false_per_hour']:.1f}"
+            for c in cells
+        )
+        + " |"
+    )
+    det = first["detector"]
+    lines += [
+        "",
+        f"Change detector: look-ahead {det['lookahead_s']:.1f} s, {det['cpu_ms_per_step']:.2f} ms "
+        "of CPU per step. Timelines: "
+        + ", ".join(f"`report/{v['timeline']}`" for _, v in runs)
+        + ".",
+    ]
+    return lines
+
+
+def _how(run: dict[str, Any]) -> str:
+    return f"{run['xfade_s']:g} s crossfades" if run["xfade_s"] else "hard cuts"

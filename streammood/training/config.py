@@ -46,4 +46,10 @@ class TrainConfig:
     """After the held-out evaluation, train the shipped model once more on every song, test
     songs included, with the epochs found before (see ``train.refit_all``); the reported test
     figures are then those of its held-out twin."""
+    stream_augment: bool = False
+    """Train for streams: every member's (and the student's) training songs also as windows
+    begun at later patch steps and as pairs spliced at random steps, per-step targets the song
+    playing (:mod:`streammood.training.augment`); validation stays whole clips."""
+    splice_share: float = 0.5
+    """Spliced windows per training window (with ``stream_augment``)."""
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -134,6 +134,53 @@ def _report(
     return report
 
 
+STREAM_XFADES = (0.0, 4.0)
+"""Crossfades the model card's stream figures are measured with, s (0: hard cuts)."""
+
+
+def stream_figures(
+    artifact: ModelArtifact,
+    data_dir: Path,
+    songs: list[str],
+    report_dir: Path,
+    *,
+    cache_dir: Path | None = None,
+    jobs: int | None = None,
+) -> dict[str, Any]:
+    """``songs`` (4Q) played as streams with each of :data:`STREAM_XFADES` through the live path
+    (:func:`~streammood.training.streams.evaluate_streams`): ``{"hard_cuts": ..., "xfade_4s":
+    ...}``, timelines in ``report_dir``."""
+    from streammood.training.streams import evaluate_streams, fourq_songs
+
+    paths, labels = fourq_songs(Path(data_dir))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        ("hard_cuts" if not x else f"xfade_{x:g}s"): evaluate_streams(
+            artifact,
+            sorted(songs),
+            paths,
+            labels,
+            report_dir,
+            xfade=x,
+            cache_dir=(Path(cache_dir).parent if cache_dir else Path(".cache")) / "streams",
+            jobs=jobs,
+        )
+        for x in STREAM_XFADES
+    }
+
+
+def record_stream_figures(folder: Path, figures: dict[str, Any], command: str) -> None:
+    """Put stream figures into an artifact's manifest (``metrics.stream``; checksums unchanged)
+    and write its card again."""
+    from streammood.runtime.artifact import MANIFEST
+
+    path = Path(folder) / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest.setdefault("metrics", {})["stream"] = figures
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_model_card(Path(folder), load_artifact(folder).manifest, command)
+
+
 def run_train(
     dataset: str,
     data_dir: Path,
@@ -146,9 +193,12 @@ def run_train(
     jobs: int | None = None,
     console: Console | None = None,
     command: str | None = None,
+    streams: bool = False,
 ) -> dict[str, Any]:
     """Train an ensemble, evaluate it on the held-out test songs, write the artifact and its
-    model card (``README.md``, with ``command`` as the way to reproduce it) to ``out``."""
+    model card (``README.md``, with ``command`` as the way to reproduce it) to ``out``. With
+    ``streams`` (4Q) the held-out model also plays the test songs as streams
+    (:func:`stream_figures`: hard cuts and 4 s crossfades), figures in the manifest and card."""
     console = console or Console(stderr=True)
     arrays = load_dataset(dataset, Path(data_dir), config.task, cache_dir, jobs)
     if config.test_size > 0:
@@ -195,6 +245,29 @@ def run_train(
                 out / "report" / "ensemble",
                 "test, teacher ensemble",
             )
+    stream_result: dict[str, Any] = {}
+    if streams and dataset == "4q" and len(test_idx):
+        import shutil
+        import tempfile
+
+        from streammood.training.train import export_artifact as _export
+
+        embedder = (FeatureCache(cache_dir) if cache_dir else FeatureCache()).embedder_model
+        held = Path(tempfile.mkdtemp(prefix=".heldout-", dir=Path(out).parent))
+        try:
+            _export(shipped, held, Path(embedder), name="heldout", version="0", extra={})
+            stream_result = stream_figures(
+                load_artifact(held),
+                Path(data_dir),
+                arrays["song_id"][test_idx].tolist(),
+                out / "report",
+                cache_dir=cache_dir,
+                jobs=jobs,
+            )
+        finally:
+            shutil.rmtree(held, ignore_errors=True)
+        for key, fig in stream_result.items():
+            console.print(f"[bold]{key}[/bold]: " + _stream_summary(fig))
     refitted: list[dict[str, Any]] = []
     if config.refit and len(test_idx):
         from streammood.training.train import refit_all
@@ -235,7 +308,11 @@ def run_train(
             **({"refit": refitted} if refitted else {}),
             "config": {k: v for k, v in config.__dict__.items() if k not in ("model",)},
         },
-        "metrics": {"test": report, **({"test_ensemble": ensemble_report} if distilled else {})},
+        "metrics": {
+            "test": report,
+            **({"test_ensemble": ensemble_report} if distilled else {}),
+            **({"stream": stream_result} if stream_result else {}),
+        },
     }
     embedder = (FeatureCache(cache_dir) if cache_dir else FeatureCache()).embedder_model
     export_artifact(
@@ -254,6 +331,15 @@ def run_train(
         **({"student": student_summary, "test_ensemble": ensemble_report} if distilled else {}),
         **({"refit": refitted} if refitted else {}),
     }
+
+
+def _stream_summary(fig: dict[str, Any]) -> str:
+    a, f = fig["change_aware"], fig["fixed_window"]
+    return (
+        f"stream macro-F1 {a['per_step']['macro_f1']:.3f} (fixed window "
+        f"{f['per_step']['macro_f1']:.3f}), follow {a['follow']['median_s']} s, "
+        f"false changes {a['changes']['false_per_hour']:.1f}/h"
+    )
 
 
 def run_evaluate(

@@ -73,6 +73,8 @@ def _targets(
     steps = mask.shape[1]
     weights = mask * (np.arange(1, steps + 1, dtype=np.float32) / steps) ** power
     if task == "classification":
+        if "label_steps" in arrays:  # per-step labels (spliced windows: the song playing)
+            return np.eye(len(QUADRANTS), dtype=np.float32)[arrays["label_steps"]], weights
         onehot = np.eye(len(QUADRANTS), dtype=np.float32)[arrays["label"]]
         return np.repeat(onehot[:, None, :], steps, axis=1), weights
     va = arrays["va"]
@@ -112,6 +114,8 @@ def fit_member(
     """
     if val is None and stage_epochs is None:
         raise ValueError("without validation data, stage_epochs must be given")
+    if config.stream_augment and soft_targets is None and "label_steps" not in train:
+        train = _for_streams(train, config, seed)
     keras.utils.set_random_seed(seed)
     parts = MoodLayers(config.model, norm, name=name)
     model = build_window_model(parts)
@@ -213,6 +217,13 @@ def fit_member(
         "seconds": round(time.perf_counter() - started, 1),
     }
     return parts, summary
+
+
+def _for_streams(arrays: dict[str, np.ndarray], config: TrainConfig, seed: int):
+    """Training windows plus their restarts and splices (:mod:`streammood.training.augment`)."""
+    from streammood.training.augment import stream_training_windows
+
+    return stream_training_windows(arrays, seed=seed, splice_share=config.splice_share)
 
 
 def predict_windows(members: list[MoodLayers], arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -340,6 +351,9 @@ def distill_student(
     stage runs for the median of the members' best epochs, and the LSTM stage only runs when
     most members kept their LSTM branch.
     """
+    songs = int(len(arrays["label"]))
+    if config.stream_augment:  # the teachers' outputs on the student's stream windows
+        arrays = _for_streams(arrays, config, max(config.seeds) + 1)
     soft = predict_windows(teachers, arrays)
     staged = _staged(config)
     stage1 = 0 if staged else int(np.median([s["stage_best_epochs"][0] for s in summaries]))
@@ -363,7 +377,7 @@ def distill_student(
     )
     if staged:
         summary["readout"] = f"mean of {len(readouts or teachers)} members' read-outs"
-    return student, {**summary, "train_songs": int(len(arrays["label"])), "val_songs": 0}
+    return student, {**summary, "train_songs": songs, "val_songs": 0}
 
 
 def refit_all(

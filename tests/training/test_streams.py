@@ -113,3 +113,29 @@ def test_evaluate_streams_on_real_clips(fourq_dir, shipped_model, tmp_path):
     assert result["detector"]["lookahead_s"] == 3.5
     assert 0 < result["detector"]["cpu_ms_per_step"] < 5
     assert (tmp_path / result["timeline"]).stat().st_size > 10_000
+
+
+def test_the_card_shows_stream_figures():
+    """A manifest with stream figures renders the streams section (both windows, both runs)."""
+    from streammood.training.card import _stream_lines
+
+    n = 120
+    pred = np.zeros(n, int)
+    pred[66:] = 3
+    rep = stream_report([_result([0, 3], [0.0, 30.0], pred, [31.0], n)])
+    run = {
+        "xfade_s": 0.0,
+        "songs": 2,
+        "streams": 1,
+        "gain_db": [-10.0, 0.0],
+        "fixed_window": rep,
+        "change_aware": rep,
+        "timeline": "stream_timeline.png",
+        "detector": {"lookahead_s": 3.5, "cpu_ms_per_step": 0.12},
+    }
+    lines = "\n".join(_stream_lines({"hard_cuts": run, "xfade_4s": {**run, "xfade_s": 4.0}}))
+    assert "## On streams" in lines
+    assert "| | hard cuts, fixed | hard cuts, change-aware | 4 s crossfades, fixed |" in lines
+    assert "| median time to follow a change, s | 3.5 | 3.5 | 3.5 | 3.5 |" in lines
+    assert "look-ahead 3.5 s, 0.12 ms" in lines and "`report/stream_timeline.png`" in lines
+    assert _stream_lines({}) == []
