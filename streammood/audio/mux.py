@@ -553,6 +553,11 @@ class SourceMux:
     specs : list of SourceSpec
         Source ``i`` puts its audio under key ``i``.
     inbox : Inbox
+    stagger_s : float
+        Source ``i`` of ``n`` opens ``stagger_s * i / n`` seconds after the start: sources
+        started together would have their mel patches (every 10th step) due at the same
+        moment, and the one embedding thread would answer the last of them late; spread over
+        the 5 s between patches, they come one at a time.
 
     Notes
     -----
@@ -560,8 +565,9 @@ class SourceMux:
     device stream). :meth:`status` gives each source's failures and reconnects.
     """
 
-    def __init__(self, specs: list[SourceSpec], inbox: Inbox) -> None:
+    def __init__(self, specs: list[SourceSpec], inbox: Inbox, stagger_s: float = 0.0) -> None:
         self.feeds: list[_Feed] = [_FEEDS[s.kind](i, s, inbox) for i, s in enumerate(specs)]
+        self.stagger_s = float(stagger_s)
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -571,6 +577,9 @@ class SourceMux:
         self.error: BaseException | None = None
 
     def start(self) -> None:
+        now = time.monotonic()
+        for feed in self.feeds:
+            feed.retry_at = now + self.stagger_s * feed.key / len(self.feeds)
         self._thread.start()
 
     def _run(self) -> None:

@@ -105,12 +105,12 @@ class StreamingExtractor:
     service : EmbeddingService, optional
         A shared embedding thread instead (``listen --sources``): not closed by this stage.
     wait : bool
-        :meth:`push` waits for a step's embedding (True), or leaves the step pending until a
-        later :meth:`push` or :meth:`poll` finds it done (False: one thread driving many
-        sources never blocks on the model).
+        :meth:`push` waits for a step's embedding and briefly for openSMILE's thread (True),
+        or leaves the step pending until a later :meth:`push` or :meth:`poll` finds it
+        complete (False: one thread driving many sources never blocks on another thread).
     on_ready : callable, optional
-        Called (on the embedding thread, no arguments) when an embedding this stage waits for
-        is done: the cue to :meth:`poll`.
+        Called (on the embedding or openSMILE thread, no arguments) when an embedding this
+        stage waits for is done or openSMILE has a new step out: the cue to :meth:`poll`.
 
     Examples
     --------
@@ -151,7 +151,10 @@ class StreamingExtractor:
         self._own_service = service is None and embedder is not None
         self._service = EmbeddingService(embedder, max_batch=1) if self._own_service else service
         try:
-            self._smile = StreamingSmile()
+            # driving many sources from one thread: never wait for openSMILE, be woken instead
+            self._smile = (
+                StreamingSmile() if wait else StreamingSmile(catch_up=0.0, on_step=on_ready)
+            )
         except BaseException:
             if self._own_service:
                 self._service.close()
@@ -195,6 +198,7 @@ class StreamingExtractor:
         """The pending steps that became complete since the last call, without waiting."""
         if self._finished:
             return []
+        self._take(self._smile.poll())
         return self._release(False)
 
     def _captured(self, seq: int) -> float | None:

@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import threading
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -261,6 +262,17 @@ class StreamingSmile:
     :data:`WRITE_BLOCK` samples into a ring buffer, so memory stays flat however long the stream.
     Each instance is an independent openSMILE engine (several can run in one process).
 
+    Parameters
+    ----------
+    timeout : float
+        Longest wait for openSMILE at :meth:`finish` or on a stall, s.
+    catch_up : float
+        Longest wait in :meth:`push` for a step due to come out, s (0: never wait; a late step
+        comes with a later :meth:`push` or :meth:`poll`).
+    on_step : callable, optional
+        Called on openSMILE's thread (no arguments) when a frame of a new step comes out: the
+        cue to :meth:`poll`.
+
     Examples
     --------
     >>> smile = StreamingSmile()
@@ -269,8 +281,15 @@ class StreamingSmile:
     >>> done += smile.finish()   # the rest, up to the last full step
     """
 
-    def __init__(self, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        timeout: float = 30.0,
+        catch_up: float = CATCH_UP_SECONDS,
+        on_step: Callable[[], None] | None = None,
+    ) -> None:
         self.timeout = timeout
+        self.catch_up = float(catch_up)
+        self._on_step = on_step
         self._stats = _StepStats()
         self._cond = threading.Condition()
         self._engine = _Engine(stream=True, on_frame=self._on_frame)
@@ -288,8 +307,11 @@ class StreamingSmile:
 
     def _on_frame(self, level: int, t: float, row: bytes) -> None:
         with self._cond:
-            if self._stats.add(level, t, row):
+            new_step = self._stats.add(level, t, row)
+            if new_step:
                 self._cond.notify_all()
+        if new_step and self._on_step is not None:
+            self._on_step()
 
     def _run(self) -> None:
         status = self._engine.run()
@@ -341,8 +363,14 @@ class StreamingSmile:
                 time.sleep(0.001)
             self._written += len(block)
         due = max(0, (self._written - SETTLE_SAMPLES) // SMILE_STEP_SAMPLES)
-        if due > self._next_step:
-            self._wait(lambda: self._stats.complete_before() >= due, CATCH_UP_SECONDS)
+        if due > self._next_step and self.catch_up > 0:
+            self._wait(lambda: self._stats.complete_before() >= due, self.catch_up)
+        return self.poll()
+
+    def poll(self) -> list[tuple[int, np.ndarray]]:
+        """The steps that became final since the last call, without writing or waiting."""
+        if self._finished:
+            return []
         with self._cond:
             ready = min(self._stats.complete_before(), self._written // SMILE_STEP_SAMPLES)
         return self._collect(ready)

@@ -47,7 +47,7 @@ from streammood.bus.schema import MoodMessage
 from streammood.errors import StreammoodError
 from streammood.features.extractor import ModelInputs, StreamingExtractor
 from streammood.features.service import EmbeddingService
-from streammood.layout import STEP_SECONDS
+from streammood.layout import EMBED_EVERY, STEP_SECONDS
 from streammood.runtime.artifact import ModelArtifact
 from streammood.runtime.rolling import StepModel
 from streammood.workers.tagging import MoodStage
@@ -351,7 +351,8 @@ def run_many(
             stats.sources[lane.sid] = lane.stats
             if frames is not None:
                 frames.begin(lane.sid)
-        mux = SourceMux(specs, inbox)
+        # patches of sources started together would all be due at once: spread them
+        mux = SourceMux(specs, inbox, stagger_s=EMBED_EVERY * STEP_SECONDS)
         worker = threading.Thread(
             target=_work,
             args=(lanes, inbox, mux, stop, max_steps, moods or frames, errors),
