@@ -161,6 +161,46 @@ def _default_source_id(device: str | None, file: str | None) -> str:
     return cleaned[:64]
 
 
+TAKEOVER_HELP = (
+    "Take the source over from a running producer with the same --source-id (its frames or "
+    "moods are refused from then on) instead of refusing to start."
+)
+
+
+def _open_session(endpoint, prefix: str, sid: str, takeover: bool):
+    """``(client, ProducerSession)``: the source's producer lease, or one line and exit 2 when
+    another producer holds it (the caller's ``with``/``finally`` closes the rest)."""
+    import redis
+
+    from streammood.bus.connection import RedisUnavailableError, connect, redact_url
+    from streammood.bus.sessions import open_session
+
+    client = None
+    try:
+        client = connect(endpoint.url)
+        session = open_session(client, prefix, sid, takeover=takeover)
+    except redis.exceptions.RedisError as exc:
+        if client is not None:
+            client.close()
+        raise RedisUnavailableError(
+            f"Redis at {redact_url(endpoint.url)} failed to open the producer session of "
+            f"'{sid}' ({type(exc).__name__})"
+        ) from None
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
+    _stderr().print(f"streammood: {session.describe()}")
+    return client, session
+
+
+def _close_session(client, prefix: str, session) -> None:
+    from streammood.bus.sessions import close_session
+
+    close_session(client, prefix, session)
+    client.close()
+
+
 def _open_live(
     device: str | None,
     file: str | None,
@@ -280,6 +320,7 @@ def listen(
     duration: float | None = typer.Option(None, "--duration", min=0, help="Stop after S seconds."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live line per step."),
     prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
+    takeover: bool = typer.Option(False, "--takeover", help=TAKEOVER_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Tag live audio every 500 ms and publish the mood on Redis."""
@@ -310,6 +351,7 @@ def listen(
         f"{artifact.name} v{artifact.version}; channel {prefix}:mood, history {prefix}:mood:{sid}"
     )
     publisher = MoodPublisher(endpoint.url, prefix, metrics_id=sid)
+    client = session = None
 
     def show(msg, stats) -> None:
         if not quiet:
@@ -320,11 +362,16 @@ def listen(
             features = feature_stage(artifact, source.sample_rate)
             with features:
                 mood = MoodStage(artifact, sid)
+                client, session = _open_session(endpoint, prefix, sid, takeover)
+                publisher.bind(session)
+                mood.start_session(session.session, session.seq0, session.t0)
                 stats = run_listen(
                     source, features, mood, publisher, duration=duration, on_message=show
                 )
     finally:
         pub = publisher.close(timeout=10.0)
+        if session is not None:
+            _close_session(client, prefix, session)
         endpoint.close()
     err.print(
         f"streammood: {stats.steps} steps tagged, {pub.published} messages published, "
@@ -347,6 +394,7 @@ def capture(
     model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     duration: float | None = typer.Option(None, "--duration", min=0, help="Stop after S seconds."),
     prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
+    takeover: bool = typer.Option(False, "--takeover", help=TAKEOVER_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Capture audio and publish feature frames to Redis for 'infer' workers."""
@@ -367,13 +415,23 @@ def capture(
     )
     err.print(f"streammood: capturing {source.name} as '{sid}' → {prefix}:frames:{sid}")
     publisher = FramePublisher(endpoint.url, prefix, metrics_id=f"capture-{sid}"[:64])
+    client = session = None
     try:
         with source, feature_stage(artifact, source.sample_rate) as features:
+            client, session = _open_session(endpoint, prefix, sid, takeover)
             sent = run_capture(
-                source, features, artifact.embedder_id, sid, publisher, duration=duration
+                source,
+                features,
+                artifact.embedder_id,
+                sid,
+                publisher,
+                duration=duration,
+                session=session,
             )
     finally:
         pub = publisher.close(timeout=10.0)
+        if session is not None:
+            _close_session(client, prefix, session)
     err.print(f"streammood: {sent} frames captured, {pub.published} written, {pub.dropped} dropped")
 
 

@@ -39,6 +39,7 @@ import redis
 from streammood.bus.codec import FrameError, decode_frame, encode_frame
 from streammood.bus.keys import DEFAULT_PREFIX, Keys, SourceIdError, validate_source
 from streammood.bus.outbox import Outbox
+from streammood.bus.sessions import FENCE_LUA, ProducerSession
 from streammood.features.extractor import ModelInputs
 from streammood.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
 
@@ -53,8 +54,11 @@ would also push the model's states to infinity."""
 
 
 # -- model inputs <-> frame -----------------------------------------------------------------
-def encode_inputs(source: str, inputs: ModelInputs, embedder: str) -> bytes:
-    """One feature frame for the bus (``captured_at`` in the header when known)."""
+def encode_inputs(
+    source: str, inputs: ModelInputs, embedder: str, session: str | None = None
+) -> bytes:
+    """One feature frame for the bus (``captured_at`` in the header when known, ``session``:
+    the producer session's id, when there is one)."""
     header: dict[str, Any] = {
         "source": source,
         "seq": inputs.seq,
@@ -64,6 +68,8 @@ def encode_inputs(source: str, inputs: ModelInputs, embedder: str) -> bytes:
     }
     if inputs.captured_at is not None:
         header["captured_at"] = inputs.captured_at
+    if session is not None:
+        header["session"] = session
     return encode_frame(header, {"mfcc": inputs.mfcc, "lld": inputs.lld, "emb": inputs.emb})
 
 
@@ -119,7 +125,20 @@ def _captured_at(header: dict) -> float | None:
 
 
 # -- publishing -----------------------------------------------------------------------------
-class FramePublisher(Outbox[tuple[str, bytes]]):
+_FRAME_WRITE = (
+    FENCE_LUA
+    + """
+-- KEYS[1] frames stream, KEYS[2] producer lease, KEYS[3] session hash. ARGV: [1] frame,
+-- [2] session, [3] lease ms, [4] maxlen, [5] next seq, [6] next stream time, [7] now (s).
+if not producer_fence() then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'frame', ARGV[1])
+redis.call('HSET', KEYS[3], 'next_seq', ARGV[5], 't_next', ARGV[6], 'updated_at', ARGV[7])
+return 1
+"""
+)
+
+
+class FramePublisher(Outbox[tuple[str, bytes, int, float]]):
     """Publish encoded feature frames: XADD (field ``frame``) to the capped stream
     ``{prefix}:frames:{source}``.
 
@@ -129,6 +148,12 @@ class FramePublisher(Outbox[tuple[str, bytes]]):
         See :class:`~streammood.bus.outbox.Outbox`.
     maxlen : int
         Approximate cap of each frame stream.
+
+    Notes
+    -----
+    A source bound to a producer session (:meth:`bind`) is written through the session's fence
+    (:mod:`streammood.bus.sessions`): a frame of a session that was taken over is refused,
+    counted in :attr:`fenced_frames` and its source added to :attr:`fenced`.
     """
 
     kind = "frames"
@@ -143,37 +168,98 @@ class FramePublisher(Outbox[tuple[str, bytes]]):
         **kwargs: Any,
     ) -> None:
         self.maxlen = maxlen
+        self.sessions: dict[str, ProducerSession] = {}
+        self.fenced: set[str] = set()
+        """Sources whose session was taken over (their frames are refused)."""
+        self.fenced_frames = 0
+        self._slots: list[tuple[int, int]] = []  # (pipeline command index, item index)
         super().__init__(client_or_url, prefix, **kwargs)
+        self._frame_write = self._client.register_script(_FRAME_WRITE)
+
+    def bind(self, session: ProducerSession) -> None:
+        """Write the frames of ``session.source`` through the session's fence (call before its
+        first frame; give :meth:`publish` each frame's ``seq`` and ``t_end``)."""
+        self.sessions[session.source] = session
 
     def begin(self, source: str) -> None:
-        """Start a new session of ``source``: queue the deletion of its old frames and cursor,
-        so that ``infer`` workers start it from its first new frame."""
-        self._submit((validate_source(source), self._RESET))
+        """Start ``source`` over: queue the deletion of its old frames and cursor, so that
+        ``infer`` workers start from its first new frame (tools and tests; ``capture`` opens a
+        producer session instead, which continues the stream)."""
+        self._submit((validate_source(source), self._RESET, -1, 0.0))
 
-    def publish(self, frame: bytes, source: str) -> None:
+    def publish(
+        self, frame: bytes, source: str, *, seq: int | None = None, t_end: float | None = None
+    ) -> None:
         """Queue one frame of ``source`` (made by :func:`encode_inputs` or
         :func:`~streammood.bus.codec.encode_frame`; not decoded here) for the source's stream.
-        Returns at once; never raises on Redis trouble."""
+        ``seq`` and ``t_end`` (s) of the frame's step are required for a bound source (they
+        become the session's ``next_seq - 1`` and ``t_next``). Returns at once; never raises
+        on Redis trouble."""
         if not isinstance(frame, bytes) or not frame:
             raise TypeError("expected the bytes of an encoded frame")
-        self._submit((validate_source(source), frame))
+        validate_source(source)
+        if source in self.sessions and (seq is None or t_end is None):
+            raise TypeError(f"source {source!r} has a producer session: give seq and t_end")
+        self._submit((source, frame, -1 if seq is None else int(seq), float(t_end or 0.0)))
 
-    def _weight(self, items: Sequence[tuple[str, bytes]]) -> int:
-        return sum(1 for _, frame in items if frame)
+    def _weight(self, items: Sequence[tuple[str, bytes, int, float]]) -> int:
+        return sum(1 for _, frame, _, _ in items if frame)
 
-    def _write(self, pipe: redis.client.Pipeline, items: Sequence[tuple[str, bytes]]) -> None:
-        for source, frame in items:
+    def _write(
+        self, pipe: redis.client.Pipeline, items: Sequence[tuple[str, bytes, int, float]]
+    ) -> None:
+        self._slots = []
+        now = f"{time.time():.3f}"
+        for i, (source, frame, seq, t_end) in enumerate(items):
             if frame is self._RESET or not frame:
                 pipe.delete(self.keys.frames_stream(source), self.keys.cursor(source))
                 pipe.hdel(self.keys.dead_letter, source)
                 continue
-            pipe.xadd(
-                self.keys.frames_stream(source),
-                {"frame": frame},
-                maxlen=self.maxlen,
-                approximate=True,
+            session = self.sessions.get(source)
+            if session is None:
+                pipe.xadd(
+                    self.keys.frames_stream(source),
+                    {"frame": frame},
+                    maxlen=self.maxlen,
+                    approximate=True,
+                )
+                continue
+            self._slots.append((len(pipe.command_stack), i))
+            self._frame_write(
+                keys=[
+                    self.keys.frames_stream(source),
+                    self.keys.producer(source),
+                    self.keys.session(source),
+                ],
+                args=[
+                    frame,
+                    session.session,
+                    session.lease_ms,
+                    self.maxlen,
+                    seq + 1,
+                    repr(t_end),
+                    now,
+                ],
+                client=pipe,
             )
-        pipe.sadd(self.keys.frame_sources, *{s for s, _ in items})
+        pipe.sadd(self.keys.frame_sources, *{item[0] for item in items})
+
+    def _written(self, items: Sequence[tuple[str, bytes, int, float]], results: list) -> int:
+        refused = 0
+        for slot, i in self._slots:
+            if not results[slot]:
+                refused += 1
+                source = items[i][0]
+                if source not in self.fenced:
+                    log.error(
+                        "session %s of source %s was taken over by another producer: its frames "
+                        "are refused",
+                        self.sessions[source].session,
+                        source,
+                    )
+                self.fenced.add(source)
+        self.fenced_frames += refused
+        return self._weight(items) - refused
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -373,6 +459,14 @@ class FrameReader:
         self._outstanding: dict[str, deque[str]] = {}  # entries handed out, not yet acked
         self._acked: dict[str, set[str]] = {}
         self._pending_ack: dict[str, str] = {}
+        self._committed: dict[str, str] = {}
+        self.write_cursors = True
+        self.before_release: Callable[[], object] | None = None
+        """Called before this worker gives a lease back on its own (handover, dead letter,
+        close): e.g. the mood publisher's flush, so what it holds is written under the lease."""
+        """Write cursors with :meth:`read`; ``False`` when the mood publisher writes each
+        cursor atomically with its message (``infer``: see
+        :class:`~streammood.bus.moods.MoodPublisher` ``fence_worker``)."""
         self._released: set[str] = set()
         self._replay: list[Frame] = []
         self._next_maintain = 0.0
@@ -407,6 +501,12 @@ class FrameReader:
             acked.discard(done)
         if done is not None:
             self._pending_ack[src] = done
+            self._committed[src] = done
+
+    def committed(self, source: str) -> str | None:
+        """The entry id up to which every frame of ``source`` is acknowledged (where its cursor
+        goes); ``None`` if none since this worker took the source."""
+        return self._committed.get(source)
 
     def keepalive(self) -> None:
         """Heartbeat, renew leases and claim or release sources, if due (cheap otherwise). Call
@@ -439,7 +539,8 @@ class FrameReader:
         """Move ``source`` to the dead-letter hash ``{prefix}:deadletter`` (field: the source,
         value: ``info`` as JSON) and give it up; no worker claims it until the field is deleted
         (a new capture session does that)."""
-        self._write_acks()
+        self._flush_before_release()
+        self._write_acks(force=True)
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(self.keys.dead_letter, source, json.dumps(info, separators=(",", ":")))
         pipe.execute()
@@ -450,6 +551,8 @@ class FrameReader:
     def close(self) -> None:
         """Write pending cursors and give every lease back."""
         try:
+            if self._last:
+                self._flush_before_release()
             self._write_acks()
             for src in list(self._last):
                 self._release(keys=[self.keys.lease(src)], args=[self.worker_id])
@@ -529,8 +632,8 @@ class FrameReader:
             eid,
         )
 
-    def _write_acks(self) -> None:
-        if not self._pending_ack:
+    def _write_acks(self, force: bool = False) -> None:
+        if not self._pending_ack or not (self.write_cursors or force):
             return
         pipe = self.client.pipeline(transaction=False)
         for src, eid in self._pending_ack.items():
@@ -577,6 +680,7 @@ class FrameReader:
             share = math.ceil(len(candidates) / n_workers)
         while self.balance and len(self._last) > share:
             src = sorted(self._last)[-1]
+            self._flush_before_release()
             self._write_acks()
             self._release(keys=[self.keys.lease(src)], args=[self.worker_id])
             log.info("worker %s hands source %s over (fair share %d)", self.worker_id, src, share)
@@ -640,9 +744,17 @@ class FrameReader:
                         break
         return [replace(f, replay=True) for f in reversed(got)]
 
+    def _flush_before_release(self) -> None:
+        if self.before_release is not None:
+            try:
+                self.before_release()
+            except Exception as exc:  # noqa: BLE001 - releasing must go on
+                log.warning("before_release failed: %s", exc)
+
     def _drop(self, src: str) -> None:
         self._last.pop(src, None)
         self._pending_ack.pop(src, None)
+        self._committed.pop(src, None)
         self._outstanding.pop(src, None)
         self._acked.pop(src, None)
         self._replay = [f for f in self._replay if f.source != src]

@@ -16,6 +16,9 @@ key                                type         content
 ``streammood:cursor:{source}``     string       last frame entry id processed for a source
 ``streammood:workers``             sorted set   live ``infer`` workers, scored by lease expiry (ms)
 ``streammood:deadletter``          hash         sources given up on: source -> JSON (reason, counts)
+``streammood:producer:{source}``   string       session id of the source's producer (expiring)
+``streammood:session:{source}``    hash         the producer session: next seq, stream time, owner
+``streammood:published:{source}``  hash         session and seq of the last mood published
 =================================  ===========  ==================================================
 """
 
@@ -123,3 +126,19 @@ class Keys:
     def dead_letter(self) -> str:
         """Hash of dead-lettered sources: source id -> JSON reason and counts."""
         return f"{self.prefix}:deadletter"
+
+    def producer(self, source: str) -> str:
+        """Producer lease of ``source``: the session id of the ``capture``/``listen`` that
+        produces it (expiring string)."""
+        return f"{self.prefix}:producer:{validate_source(source)}"
+
+    def session(self, source: str) -> str:
+        """Hash of ``source``'s producer session: ``session``, ``owner``, ``started_at``,
+        ``previous``, ``next_seq``, ``t_next``, ``updated_at``."""
+        return f"{self.prefix}:session:{validate_source(source)}"
+
+    def published(self, source: str) -> str:
+        """Hash ``{session, seq}`` of the last mood published for ``source`` (idempotent
+        publishing: a message of the same session with a seq not above it is not written
+        again)."""
+        return f"{self.prefix}:published:{validate_source(source)}"

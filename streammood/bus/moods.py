@@ -16,11 +16,56 @@ import redis
 from streammood.bus.keys import DEFAULT_PREFIX, Keys, SourceIdError, validate_source
 from streammood.bus.outbox import Outbox
 from streammood.bus.schema import MessageError, MoodMessage
+from streammood.bus.sessions import FENCE_LUA, ProducerSession
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MOOD_MAXLEN = 7_200
 """Approximate cap of a mood history stream (1 hour of steps)."""
+
+_MOOD_WRITE = (
+    FENCE_LUA
+    + """
+-- One mood: fenced, idempotent by (source, session, seq). KEYS: [1] mood stream, [2] lease
+-- (producer lease, or the infer worker's source lease), [3] session hash (producer) or cursor
+-- (worker), [4] last-published hash. ARGV: [1] json, [2] fence value (session or worker id),
+-- [3] lease ms, [4] mode none|producer|worker, [5] channel, [6] maxlen, [7] message session
+-- ('' none), [8] seq, [9] next seq (producer) or frame entry id (worker), [10] t_end, [11] now.
+-- Returns 1 written, -1 already published (not written again), 0 fenced.
+local function newer(a, b)
+  local am, an = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bn = string.match(b, '^(%d+)-(%d+)$')
+  if not am or not bm then return false end
+  if tonumber(am) ~= tonumber(bm) then return tonumber(am) > tonumber(bm) end
+  return tonumber(an) > tonumber(bn)
+end
+local mode = ARGV[4]
+if mode == 'producer' then
+  if not producer_fence() then return 0 end
+elseif mode == 'worker' then
+  if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+end
+local dup = false
+if ARGV[7] ~= '' then
+  local last = redis.call('HMGET', KEYS[4], 'session', 'seq')
+  if last[1] == ARGV[7] and last[2] and tonumber(last[2]) >= tonumber(ARGV[8]) then
+    dup = true
+  end
+end
+if mode == 'worker' and ARGV[9] ~= '' then
+  local cur = redis.call('GET', KEYS[3])
+  if not cur or newer(ARGV[9], cur) then redis.call('SET', KEYS[3], ARGV[9]) end
+end
+if dup then return -1 end
+redis.call('PUBLISH', ARGV[5], ARGV[1])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'json', ARGV[1])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[4], 'session', ARGV[7], 'seq', ARGV[8]) end
+if mode == 'producer' then
+  redis.call('HSET', KEYS[3], 'next_seq', ARGV[9], 't_next', ARGV[10], 'updated_at', ARGV[11])
+end
+return 1
+"""
+)
 DEFAULT_CHANGES_MAXLEN = 1_000
 """Approximate cap of a changes stream (a few days of songs)."""
 
@@ -62,31 +107,105 @@ class MoodPublisher(Outbox[MoodMessage]):
         client_or_url: redis.Redis | str,
         prefix: str = DEFAULT_PREFIX,
         *,
+        fence_worker: str | None = None,
         maxlen: int = DEFAULT_MOOD_MAXLEN,
         changes_maxlen: int = DEFAULT_CHANGES_MAXLEN,
         **kwargs: Any,
     ) -> None:
+        self.fence_worker = None if fence_worker is None else validate_source(fence_worker)
+        self.sessions: dict[str, ProducerSession] = {}
+        self.fenced: set[str] = set()
+        """Sources whose writes were refused (session taken over, or lease lost)."""
+        self.fenced_moods = 0
+        self.duplicates = 0
+        """Messages not written because the same session's step was already published."""
+        self._cursors: dict[tuple[str, int], str] = {}
+        self._slots: list[tuple[int, int]] = []
         self.maxlen = maxlen
         self.changes_maxlen = changes_maxlen
         super().__init__(client_or_url, prefix, **kwargs)
+        self._mood_write = self._client.register_script(_MOOD_WRITE)
 
-    def publish(self, msg: MoodMessage) -> None:
-        """Queue one message (returns at once; never raises on Redis trouble)."""
+    def bind(self, session: ProducerSession) -> None:
+        """Write the moods of ``session.source`` through the producer session's fence
+        (``listen``: the process is the source's producer)."""
+        self.sessions[session.source] = session
+
+    def publish(self, msg: MoodMessage, *, cursor: str | None = None) -> None:
+        """Queue one message (returns at once; never raises on Redis trouble).
+
+        ``cursor``: with ``fence_worker``, the frame entry id up to which the source's frames
+        are done once this message is written; it is written in the same script."""
         if not isinstance(msg, MoodMessage):
             raise TypeError(f"expected a MoodMessage, got {type(msg).__name__}")
+        if cursor is not None:
+            self._cursors[(msg.source, msg.seq)] = cursor
+            if len(self._cursors) > 4 * self._buffer:  # left by items dropped while Redis was away
+                for key in list(self._cursors)[: len(self._cursors) - 2 * self._buffer]:
+                    del self._cursors[key]
         self._submit(msg)
 
+    def _append(self, pipe: redis.client.Pipeline, msg: MoodMessage, text: str, i: int) -> None:
+        """Queue the guarded write of one message (PUBLISH + XADD, fenced, idempotent)."""
+        src = msg.source
+        session = self.sessions.get(src)
+        if self.fence_worker is not None:
+            mode, fence, lease_ms = "worker", self.fence_worker, 0
+            second, cursor = self.keys.cursor(src), self._cursors.pop((src, msg.seq), "")
+        elif session is not None:
+            mode, fence, lease_ms = "producer", session.session, session.lease_ms
+            second, cursor = self.keys.session(src), str(msg.seq + 1)
+        else:
+            mode, fence, lease_ms = "none", "", 0
+            second, cursor = self.keys.session(src), ""
+        lease = self.keys.lease(src) if mode == "worker" else self.keys.producer(src)
+        self._slots.append((len(pipe.command_stack), i))
+        self._mood_write(
+            keys=[self.keys.mood_stream(src), lease, second, self.keys.published(src)],
+            args=[
+                text,
+                fence,
+                lease_ms,
+                mode,
+                self.keys.mood_channel,
+                self.maxlen,
+                msg.session or "",
+                msg.seq,
+                cursor,
+                repr(msg.t_end),
+                f"{time.time():.3f}",
+            ],
+            client=pipe,
+        )
+
+    def _written(self, items: Sequence[MoodMessage], results: list) -> int:
+        published = 0
+        for slot, i in self._slots:
+            outcome = results[slot]
+            if outcome == 1:
+                published += 1
+            elif outcome == -1:
+                self.duplicates += 1
+            else:
+                self.fenced_moods += 1
+                if items[i].source not in self.fenced:
+                    log.warning(
+                        "moods of source %s refused: %s",
+                        items[i].source,
+                        "this worker no longer holds its lease"
+                        if self.fence_worker
+                        else "another producer session took the source over",
+                    )
+                self.fenced.add(items[i].source)
+        with self._lock:
+            self._extra.update(moods_fenced=self.fenced_moods, moods_duplicate=self.duplicates)
+        return published
+
     def _write(self, pipe: redis.client.Pipeline, items: Sequence[MoodMessage]) -> None:
-        channel = self.keys.mood_channel
-        for msg in items:
+        self._slots = []
+        for i, msg in enumerate(items):
             text = msg.to_json()
-            pipe.publish(channel, text)
-            pipe.xadd(
-                self.keys.mood_stream(msg.source),
-                {"json": text},
-                maxlen=self.maxlen,
-                approximate=True,
-            )
+            self._append(pipe, msg, text, i)
             if msg.changed:
                 pipe.xadd(
                     self.keys.changes_stream(msg.source),

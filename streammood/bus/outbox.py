@@ -332,6 +332,12 @@ class Outbox(Generic[T]):
         not)."""
         return len(items)
 
+    def _written(self, items: Sequence[T], results: list[Any]) -> int:
+        """After a batch went through: look at the pipeline's ``results`` (in the order
+        :meth:`_write` queued the commands) and return how many items were published (fenced or
+        duplicate ones are not)."""
+        return self._weight(items)
+
     def _run(self) -> None:
         delay = self._backoff[0]
         down_since: float | None = None
@@ -355,7 +361,8 @@ class Outbox(Generic[T]):
                     self._write(pipe, items)
                 if write_metrics:
                     self._add_metrics(pipe, extra, self._weight(items))
-                pipe.execute()
+                results = pipe.execute()
+                published = self._written(items, results) if items else 0
             except (
                 redis.exceptions.ConnectionError,
                 redis.exceptions.TimeoutError,
@@ -387,7 +394,7 @@ class Outbox(Generic[T]):
                 queue.settle(len(items), dropped=True)
                 continue
             with self._lock:
-                self._stats.published += self._weight(items)
+                self._stats.published += published
                 queue.settle(len(items))
                 if down_since is not None:
                     self._stats.reconnects += 1

@@ -95,6 +95,10 @@ class MoodMessage:
     changed : bool
         This step detected a change: the segment beginning at ``segment_start`` is new (one
         message per change; the event also goes to ``{prefix}:changes:{source}``).
+    session : str or None
+        Id of the producer session (a ``capture`` or ``listen`` run) whose audio the step comes
+        from (optional: absent from producers before sessions). A restarted producer continues
+        the source's ``seq`` and stream time under a new session id.
     """
 
     source: str
@@ -114,6 +118,7 @@ class MoodMessage:
     segment_steps: int | None = None
     embedding_ready: bool = True
     changed: bool = False
+    session: str | None = None
 
     def __post_init__(self) -> None:
         if self.segment_steps is None and isinstance(self.seq, int):
@@ -139,7 +144,9 @@ class MoodMessage:
             "changed": self.changed,
             "model": {"name": self.model.name, "version": self.model.version},
             "emitted_at": self.emitted_at,
-        } | ({} if self.captured_at is None else {"captured_at": self.captured_at})
+        } | ({} if self.captured_at is None else {"captured_at": self.captured_at}) | (
+            {} if self.session is None else {"session": self.session}
+        )
 
     def to_json(self) -> str:
         """Compact JSON, fixed key order (what goes on the channel and the stream)."""
@@ -185,6 +192,7 @@ class MoodMessage:
                 model=ModelRef(name=model["name"], version=model["version"]),
                 emitted_at=_num(data["emitted_at"], "emitted_at"),
                 schema=schema,
+                session=data.get("session"),
                 captured_at=None
                 if data.get("captured_at") is None
                 else _num(data["captured_at"], "captured_at"),
@@ -277,6 +285,13 @@ def _validate(msg: MoodMessage) -> None:
             raise MessageError(
                 f"mood message field {name!r} must be a finite number, got {value!r}"
             )
+    if msg.session is not None and (
+        not isinstance(msg.session, str) or not 0 < len(msg.session) <= 64
+    ):
+        raise MessageError(
+            f"mood message field 'session' must be a string of 1-64 characters, got "
+            f"{msg.session!r}"
+        )
     if msg.captured_at is not None and (
         isinstance(msg.captured_at, bool)
         or not isinstance(msg.captured_at, int | float)
@@ -317,7 +332,7 @@ def _validate(msg: MoodMessage) -> None:
 
 def _validate_segment(msg: MoodMessage) -> None:
     """``segment_start`` a finite number in ``[0, t_end]``, ``segment_steps`` an integer >= 1,
-    ``embedding_ready`` and ``changed`` bools."""
+    ``embedding_ready`` a bool."""
     start, steps = msg.segment_start, msg.segment_steps
     if isinstance(start, bool) or not isinstance(start, int | float) or not math.isfinite(start):
         raise MessageError(

@@ -218,6 +218,8 @@ def run_infer(
         stage = stages.get(frame.source)
         if stage is None:
             stage = stages[frame.source] = MoodStage(artifact, frame.source, step_model)
+        if frame.session != stage.session:
+            stage.start_session(frame.session)  # a new producer session: a new window
         (msg,) = stage.push(inputs)
         return None if frame.replay else msg
 

@@ -20,6 +20,7 @@ from streammood.audio.sources import AudioSource, FileSource
 from streammood.bus.moods import MoodPublisher
 from streammood.bus.outbox import BoundedQueue
 from streammood.bus.schema import MoodMessage
+from streammood.bus.sessions import ProducerFencedError
 from streammood.errors import StreammoodError
 from streammood.features.extractor import ModelInputs
 from streammood.stage import Stage
@@ -153,6 +154,11 @@ def run_listen(
                     break
                 continue
             msg = tag(inputs)
+            if publisher is not None and mood.source in getattr(publisher, "fenced", ()):
+                raise ProducerFencedError(
+                    f"source '{mood.source}': another producer session took it over; this "
+                    f"listen (session {mood.session}) stops"
+                )
             if msg is None:
                 continue
             stats.dropped_steps = queue.dropped

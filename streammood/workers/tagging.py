@@ -10,6 +10,7 @@ every way, so the messages are identical.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from streammood.bus.schema import ModelRef, MoodMessage
 from streammood.features.extractor import ModelInputs, StreamingExtractor
@@ -71,11 +72,24 @@ class MoodStage:
         self.expected_seq: int | None = None
         self.gaps = 0
         """Steps missing from the input (dropped upstream); the window runs on over them."""
+        self.session: str | None = None
+        """Producer session stamped on every message (see :meth:`start_session`)."""
+        self._offset: tuple[int, float] = (0, 0.0)
 
     def reset(self) -> None:
         """Forget the stream: the next step starts a new window."""
         self.runtime.reset()
         self.expected_seq = None
+
+    def start_session(self, session: str | None, seq0: int = 0, t0: float = 0.0) -> None:
+        """Steps from now on belong to producer session ``session``: its id goes in every
+        message, and ``seq0`` / ``t0`` (s) are added to the steps' ``seq`` and stream times
+        (``listen``: where the source's last session ended; ``infer``: frames carry both
+        already). A different session than the current one starts a new window (its audio does
+        not continue the last session's)."""
+        if session != self.session:
+            self.reset()
+        self.session, self._offset = session, (int(seq0), float(t0))
 
     def finish(self) -> list[MoodMessage]:
         """End of stream: every step was answered as it came."""
@@ -86,6 +100,11 @@ class MoodStage:
 
     def push(self, inputs: ModelInputs) -> list[MoodMessage]:
         """The mood over the window ending at this step: ``[message]``."""
+        if self._offset != (0, 0.0):
+            seq0, t0 = self._offset
+            inputs = replace(
+                inputs, seq=inputs.seq + seq0, t_start=inputs.t_start + t0, t_end=inputs.t_end + t0
+            )
         if self.expected_seq is not None and inputs.seq < self.expected_seq:
             self.runtime.reset()  # the source restarted (a new capture session)
         elif self.expected_seq is not None and inputs.seq > self.expected_seq:
@@ -114,5 +133,6 @@ class MoodStage:
             segment_steps=pred.segment_steps,
             embedding_ready=pred.embedding_ready,
             changed=pred.changed,
+            session=self.session,
         )
         return [msg]
