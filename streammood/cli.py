@@ -474,7 +474,7 @@ def infer(
         f"worker {worker} (metrics {prefix}:metrics:{worker})"
     )
     client = connect(endpoint.url, timeout=5.0)
-    publisher = MoodPublisher(client, prefix, metrics_id=worker)
+    publisher = MoodPublisher(client, prefix, metrics_id=worker, fence_worker=worker)
     try:
         stats = run_infer(
             client,

@@ -150,6 +150,12 @@ def run_infer(
     if reader is None:
         reader = FrameReader(client, prefix, sources=sources, worker_id=worker_id)
     reader.validate = usable
+    fenced = publisher.fence_worker is not None
+    if fenced:
+        if publisher.fence_worker != reader.worker_id:
+            raise ValueError("the publisher's fence_worker must be the reader's worker_id")
+        reader.write_cursors = False  # each cursor goes with its message, in one script
+        reader.before_release = lambda: publisher.flush(2.0)
     last_frame = time.monotonic()
     next_metrics = 0.0
     backoff = 0.1
@@ -261,8 +267,8 @@ def run_infer(
                     stats.replayed += 1
                     continue
                 stats.health.setdefault(frame.source, SourceHealth()).consecutive = 0
-                publisher.publish(msg)
                 reader.ack(frame)
+                publisher.publish(msg, cursor=reader.committed(frame.source) if fenced else None)
                 stats.published += 1
                 if on_message is not None:
                     on_message(msg)
