@@ -11,7 +11,7 @@ its neighbourhood (``peak`` steps either side), and at least ``min_segment`` ste
 change. The settings were chosen on streams of training songs (artist-disjoint from the test
 split), hard cuts and 4 s crossfades.
 
-Look-ahead: a boundary is known ``after + peak - 1`` steps after it began (3.5 s with the
+Look-ahead: a boundary is known ``after + peak - 1`` steps after it began (3 s with the
 defaults); the runtime then restarts the window at the boundary, exactly
 (:meth:`~streammood.runtime.rolling.MoodRuntime.restart`). Cost: means and variances over a
 ``(before + after, 280)`` ring buffer per step, 0.1–0.2 ms of CPU (``evaluate --stream``
@@ -39,7 +39,7 @@ class ChangeConfig:
     """Steps after the candidate boundary (look-ahead)."""
     min_before: int = 6
     """Fewest steps before a boundary (since the stream start or last change) to judge it."""
-    peak: int = 2
+    peak: int = 1
     """A boundary must be the novelty peak of this many steps either side."""
     threshold: float = 0.8
     """Novelty (mean over features of the squared difference of the two parts' means over

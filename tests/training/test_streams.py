@@ -110,7 +110,7 @@ def test_evaluate_streams_on_real_clips(fourq_dir, shipped_model, tmp_path):
     assert fixed["changes"]["detected"] == 0
     assert aware["changes"]["recall"] > 0 and aware["changes"]["precision"] > 0
     assert aware["per_step"]["accuracy"] >= fixed["per_step"]["accuracy"]
-    assert result["detector"]["lookahead_s"] == 3.5
+    assert result["detector"]["lookahead_s"] == 3.0
     assert 0 < result["detector"]["cpu_ms_per_step"] < 5
     assert (tmp_path / result["timeline"]).stat().st_size > 10_000
 
