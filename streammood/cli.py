@@ -42,6 +42,28 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+CA_HELP = "CA certificate (PEM) that signed the Redis server's, for rediss:// URLs."
+CERT_HELP = "Client certificate (PEM) for a Redis server that authenticates TLS clients."
+KEY_HELP = "Private key (PEM) of --redis-cert-file."
+
+
+def _tls_option(flag: str, help_text: str):
+    env = {
+        "--redis-ca-file": "STREAMMOOD_REDIS_CA_FILE",
+        "--redis-cert-file": "STREAMMOOD_REDIS_CERT_FILE",
+        "--redis-key-file": "STREAMMOOD_REDIS_KEY_FILE",
+    }[flag]
+    return typer.Option(None, flag, envvar=env, help=help_text)
+
+
+def _tls(ca_file: str | None, cert_file: str | None, key_file: str | None) -> None:
+    """TLS files for every rediss:// connection of this command (see
+    :func:`streammood.bus.connection.configure_tls`)."""
+    from streammood.bus.connection import configure_tls
+
+    configure_tls(ca_file, cert_file, key_file)
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""
@@ -88,10 +110,14 @@ def subscribe(
         help="Redis URL (default: $STREAMMOOD_REDIS_URL, 127.0.0.1:6379, "
         "or the embedded server started by 'listen').",
     ),
+    redis_ca_file: str | None = _tls_option("--redis-ca-file", CA_HELP),
+    redis_cert_file: str | None = _tls_option("--redis-cert-file", CERT_HELP),
+    redis_key_file: str | None = _tls_option("--redis-key-file", KEY_HELP),
     count: int | None = typer.Option(None, "--count", min=1, help="Stop after N messages."),
     prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
 ) -> None:
     """Print mood updates as they arrive on Redis."""
+    _tls(redis_ca_file, redis_cert_file, redis_key_file)
     from streammood.console import mood_line, watch
 
     def where(endpoint: object) -> None:
@@ -315,6 +341,9 @@ def listen(
     url: str | None = typer.Option(None, "--url", help=URL_HELP),
     realtime: bool = typer.Option(False, "--realtime", help="Pace a file in real time."),
     redis_url: str | None = typer.Option(None, "--redis-url", help=REDIS_HELP),
+    redis_ca_file: str | None = _tls_option("--redis-ca-file", CA_HELP),
+    redis_cert_file: str | None = _tls_option("--redis-cert-file", CERT_HELP),
+    redis_key_file: str | None = _tls_option("--redis-key-file", KEY_HELP),
     source_id: str | None = typer.Option(None, "--source-id", help="Source id in messages."),
     model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     duration: float | None = typer.Option(None, "--duration", min=0, help="Stop after S seconds."),
@@ -324,6 +353,7 @@ def listen(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Tag live audio every 500 ms and publish the mood on Redis."""
+    _tls(redis_ca_file, redis_cert_file, redis_key_file)
     from streammood.bus.moods import MoodPublisher
     from streammood.console import listen_line
     from streammood.workers.listen import run_listen
@@ -390,6 +420,9 @@ def capture(
     url: str | None = typer.Option(None, "--url", help=URL_HELP),
     realtime: bool = typer.Option(False, "--realtime", help="Pace a file in real time."),
     redis_url: str | None = typer.Option(None, "--redis-url", help=REDIS_HELP),
+    redis_ca_file: str | None = _tls_option("--redis-ca-file", CA_HELP),
+    redis_cert_file: str | None = _tls_option("--redis-cert-file", CERT_HELP),
+    redis_key_file: str | None = _tls_option("--redis-key-file", KEY_HELP),
     source_id: str | None = typer.Option(None, "--source-id", help="Source id of the frames."),
     model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     duration: float | None = typer.Option(None, "--duration", min=0, help="Stop after S seconds."),
@@ -398,6 +431,7 @@ def capture(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Capture audio and publish feature frames to Redis for 'infer' workers."""
+    _tls(redis_ca_file, redis_cert_file, redis_key_file)
     from streammood.bus.frames import FramePublisher
     from streammood.workers.capture import run_capture
     from streammood.workers.tagging import feature_stage
@@ -439,6 +473,9 @@ def capture(
 @friendly_errors
 def infer(
     redis_url: str | None = typer.Option(None, "--redis-url", help=REDIS_HELP),
+    redis_ca_file: str | None = _tls_option("--redis-ca-file", CA_HELP),
+    redis_cert_file: str | None = _tls_option("--redis-cert-file", CERT_HELP),
+    redis_key_file: str | None = _tls_option("--redis-key-file", KEY_HELP),
     model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     source: list[str] = typer.Option(None, "--source", help="Only these source ids (repeat)."),
     prefix: str = typer.Option("streammood", "--prefix", help="Redis key prefix."),
@@ -456,6 +493,7 @@ def infer(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
 ) -> None:
     """Consume feature frames of all (or some) sources and publish moods; scale by running more."""
+    _tls(redis_ca_file, redis_cert_file, redis_key_file)
     from streammood.bus.connection import connect
     from streammood.bus.embedded import ensure_redis
     from streammood.bus.frames import default_worker_id

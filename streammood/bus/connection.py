@@ -13,6 +13,13 @@ from streammood.errors import StreammoodError
 
 ENV_REDIS_URL = "STREAMMOOD_REDIS_URL"
 SCHEMES = ("redis", "rediss", "unix")
+ENV_CA_FILE = "STREAMMOOD_REDIS_CA_FILE"
+"""PEM file of the certificate authority that signed the server's certificate (``rediss://``)."""
+ENV_CERT_FILE = "STREAMMOOD_REDIS_CERT_FILE"
+"""PEM client certificate, for a server that authenticates clients (``tls-auth-clients``)."""
+ENV_KEY_FILE = "STREAMMOOD_REDIS_KEY_FILE"
+"""PEM private key of the client certificate."""
+_TLS_ENV = {ENV_CA_FILE: "ssl_ca_certs", ENV_CERT_FILE: "ssl_certfile", ENV_KEY_FILE: "ssl_keyfile"}
 
 
 class RedisUnavailableError(StreammoodError):
@@ -62,6 +69,47 @@ def redact_url(url: str) -> str:
     return out
 
 
+def configure_tls(
+    ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+) -> None:
+    """Use these TLS files for every ``rediss://`` connection of this process (what the
+    ``--redis-ca-file``, ``--redis-cert-file`` and ``--redis-key-file`` options do: they set
+    :data:`ENV_CA_FILE`, :data:`ENV_CERT_FILE`, :data:`ENV_KEY_FILE`); ``None`` leaves one
+    as it is."""
+    for env, value in (
+        (ENV_CA_FILE, ca_file),
+        (ENV_CERT_FILE, cert_file),
+        (ENV_KEY_FILE, key_file),
+    ):
+        if value:
+            os.environ[env] = value
+
+
+def tls_options() -> dict[str, str]:
+    """redis-py TLS arguments from :data:`ENV_CA_FILE`, :data:`ENV_CERT_FILE` and
+    :data:`ENV_KEY_FILE` (only those set).
+
+    Raises
+    ------
+    RedisUnavailableError
+        A named file does not exist, or a client certificate is given without its key.
+    """
+    out = {}
+    for env, arg in _TLS_ENV.items():
+        path = os.environ.get(env)
+        if not path:
+            continue
+        if not os.path.isfile(path):
+            raise RedisUnavailableError(f"TLS file {path} (${env}) does not exist")
+        out[arg] = path
+    if ("ssl_certfile" in out) != ("ssl_keyfile" in out):
+        raise RedisUnavailableError(
+            f"a client certificate needs both ${ENV_CERT_FILE} and ${ENV_KEY_FILE} "
+            "(--redis-cert-file and --redis-key-file)"
+        )
+    return out
+
+
 def describe_client(client: redis.Redis) -> str:
     """Where a client points, without secrets (``redis://host:port/db`` or ``unix://path``)."""
     kw = client.connection_pool.connection_kwargs
@@ -97,6 +145,10 @@ def connect(url: str, *, timeout: float = 2.0, check: bool = True) -> redis.Redi
         raise RedisUnavailableError(
             f"invalid Redis URL {shown}: scheme must be redis://, rediss:// or unix://"
         )
+    tls: dict[str, str] = {}
+    if scheme == "rediss":
+        given = {k.lower() for k, _ in parse_qsl(urlsplit(url).query)}
+        tls = {k: v for k, v in tls_options().items() if k not in given}
     try:
         client = redis.Redis.from_url(
             url,
@@ -104,6 +156,7 @@ def connect(url: str, *, timeout: float = 2.0, check: bool = True) -> redis.Redi
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
+            **tls,
         )
     except ValueError as exc:
         raise RedisUnavailableError(f"invalid Redis URL {shown}: {_scrub(str(exc), url)}") from None
@@ -116,9 +169,25 @@ def connect(url: str, *, timeout: float = 2.0, check: bool = True) -> redis.Redi
         except redis.exceptions.RedisError as exc:
             client.close()
             raise RedisUnavailableError(
-                f"cannot reach Redis at {shown}: {_scrub(str(exc), url)}"
+                f"cannot reach Redis at {shown}: {_scrub(str(exc), url)}{_tls_hint(exc, scheme)}"
             ) from None
     return client
+
+
+def _tls_hint(exc: Exception, scheme: str) -> str:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            f" (give the CA that signed the server's certificate with --redis-ca-file or "
+            f"${ENV_CA_FILE})"
+        )
+    if scheme == "rediss" and ("certificate required" in text or "reset by peer" in text):
+        return (
+            " (the server may require a client certificate: --redis-cert-file and --redis-key-file)"
+        )
+    if scheme == "redis" and ("reset by peer" in text or "Connection closed" in text):
+        return " (a TLS-only server? use rediss://)"
+    return ""
 
 
 def is_reachable(url: str, timeout: float = 0.5) -> bool:
