@@ -133,6 +133,10 @@ def bench_listen(
         def gaps(self) -> int:
             return self.inner.gaps
 
+        @property
+        def source(self) -> str:
+            return self.inner.source
+
         def push(self, inputs):
             t = time.time()
             out = self.inner.push(inputs)

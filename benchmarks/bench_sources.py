@@ -11,7 +11,8 @@ key prefix ``smbench-<pid>``, deleted at the end), for ``--warm`` + ``--seconds`
 - **latency** p50 / p99: a subscriber in a **separate process** stamps each message on arrival;
   latency = arrival - ``captured_at`` (the pacing clock at the step's last sample), steps of
   the window only;
-- **RSS per source**: (RSS at the end of the window - RSS before the sources started) / N;
+- **RSS**: of the process at the end of the window (each N runs in a fresh process), and per
+  source (RSS then - RSS before ``run_many``) / N, which includes the shared interpreters once;
 - **steps dropped**: steps of stream time lost in gaps (audio dropped because the worker fell
   behind) plus steps due in the window but not published;
 - threads of the process while it runs, and the embedding batches.
@@ -29,6 +30,7 @@ Run (from the project root; ~1 minute per N; needs Redis and ``../shared/data/4q
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +55,7 @@ def thread_cpu() -> dict[str, float]:
         name = names.get(int(entry), "native")
         out[name] = out.get(name, 0.0) + cpu
     return out
+
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -162,7 +165,7 @@ def bench_n(artifact, n: int, url: str, prefix: str, warm: float, seconds: float
         marks["threads"] = (len(os.listdir("/proc/self/task")), time.monotonic() - t0)
         stop.set()
 
-    rss0 = rss_mib()
+    rss0 = rss_mib()  # after the model is loaded and warmed up: the sources' own memory
     timer = threading.Thread(target=clock, name="bench-clock", daemon=True)
     timer.start()
     stats = run_many(specs, artifact, moods=publisher, stop=stop, on_message=count)
@@ -214,7 +217,21 @@ def main() -> None:
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one N, in this process
+    ap.add_argument("--prefix", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one is not None:
+        import logging
+
+        logging.basicConfig(level=logging.ERROR)
+        from streammood.runtime.artifact import load_artifact
+
+        r = bench_n(
+            load_artifact(args.model), args.one, args.redis_url, args.prefix, args.warm,
+            args.seconds,
+        )  # fmt: skip
+        print("RESULT " + json.dumps(r), flush=True)
+        return
 
     import logging
 
@@ -235,16 +252,26 @@ def main() -> None:
         )
     print(
         f"{'N':>3} {'CPU ms/step':>11} {'cores':>5} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'RSS/src MiB':>11} {'steps':>6} {'due':>6} {'dropped':>7} {'threads':>7} "
+        f"{'RSS MiB':>7} {'RSS/src':>7} {'steps':>6} {'due':>6} {'dropped':>7} {'threads':>7} "
         f"{'patches/calls':>15} holds",
         flush=True,
     )
     try:
         for n in args.sources:
-            r = bench_n(artifact, n, args.redis_url, prefix, args.warm, args.seconds)
+            # each N in a fresh process: its RSS and threads are its own
+            cmd = [sys.executable, __file__, "--one", str(n), "--prefix", prefix]
+            cmd += ["--seconds", str(args.seconds), "--warm", str(args.warm)]
+            cmd += ["--model", args.model, "--redis-url", args.redis_url]
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
+            if not lines:
+                print(f"{n:>3} failed: {run.stderr[-2000:]}", flush=True)
+                continue
+            r = json.loads(lines[-1][7:])
             print(
                 f"{r['n']:>3} {r['cpu_ms']:>11.2f} {r['cores']:>5.2f} {r['p50_ms']:>7.0f} "
-                f"{r['p99_ms']:>7.0f} {r['rss_per_source_mib']:>11.1f} {r['steps']:>6} "
+                f"{r['p99_ms']:>7.0f} {r['rss_mib']:>7.0f} {r['rss_per_source_mib']:>7.1f} "
+                f"{r['steps']:>6} "
                 f"{r['due']:>6.0f} {r['dropped']:>7} {r['threads']:>7} {r['batches']:>15} "
                 f"{'yes' if r['holds'] else 'no'}   ({load_avg()})",
                 flush=True,

@@ -48,8 +48,10 @@ class EmbeddingService:
 
     Parameters
     ----------
-    embedder : MusicnnEmbedder
-        Called from the service's thread only (warmed up here on a zero patch).
+    embedder : MusicnnEmbedder or list of MusicnnEmbedder
+        Called from the service's thread only (warmed up here on a zero patch). Several
+        interpreters of the same model: one thread each, taking turns at the same queue (the
+        second core's share when many sources are due).
     max_batch : int
         Most patches per interpreter call.
     name : str
@@ -62,21 +64,30 @@ class EmbeddingService:
     """
 
     def __init__(
-        self, embedder: MusicnnEmbedder, max_batch: int = 16, name: str = "streammood-musicnn"
+        self,
+        embedder: MusicnnEmbedder | list[MusicnnEmbedder],
+        max_batch: int = 16,
+        name: str = "streammood-musicnn",
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        self.embedder = embedder
-        self.dim = int(embedder.dim)
+        embedders = embedder if isinstance(embedder, list) else [embedder]
+        if not embedders or len({e.dim for e in embedders}) != 1:
+            raise ValueError("give one or more embedders of the same model")
+        self.embedder = embedders[0]
+        self.dim = int(embedders[0].dim)
         self.max_batch = int(max_batch)
         self.stats = ServiceStats()
-        # set the interpreter up before audio flows (~0.1 s on the first call)
-        embedder.embed(np.zeros((1, MEL_PATCH_FRAMES, MEL_BANDS), np.float32))
+        for e in embedders:  # set each interpreter up before audio flows (~0.1 s at first)
+            e.embed(np.zeros((1, MEL_PATCH_FRAMES, MEL_BANDS), np.float32))
         self._todo: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(e,), name=name, daemon=True) for e in embedders
+        ]
+        for t in self._threads:
+            t.start()
 
     def submit(
         self,
@@ -97,7 +108,7 @@ class EmbeddingService:
             self._cond.notify()
         return fut
 
-    def _run(self) -> None:
+    def _run(self, embedder: MusicnnEmbedder) -> None:
         while True:
             with self._cond:
                 while not self._todo and not self._closed:
@@ -109,14 +120,15 @@ class EmbeddingService:
             if not live:
                 continue
             try:
-                out = self.embedder.embed(np.stack([p for p, _ in live]))
+                out = embedder.embed(np.stack([p for p, _ in live]))
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 for _, fut in live:
                     fut.set_exception(exc)
                 continue
-            self.stats.calls += 1
-            self.stats.patches += len(live)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(live))
+            with self._cond:
+                self.stats.calls += 1
+                self.stats.patches += len(live)
+                self.stats.largest_batch = max(self.stats.largest_batch, len(live))
             for (_, fut), emb in zip(live, out, strict=True):
                 fut.set_result(emb)
 
@@ -127,8 +139,9 @@ class EmbeddingService:
             while self._todo:
                 self._todo.popleft()[1].cancel()
             self._cond.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join()
 
     def __enter__(self) -> EmbeddingService:
         return self

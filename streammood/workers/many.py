@@ -301,6 +301,7 @@ def run_many(
     on_message: Callable[[MoodMessage, LaneStats], None] | None = None,
     max_backlog_s: float = 8.0,
     max_batch: int = 16,
+    embed_threads: int | None = None,
 ) -> ManyStats:
     """Tag (or, with ``frames``, capture) every source of ``specs`` until all have ended,
     ``duration`` seconds of audio per source have been published, ``stop`` is set, or Ctrl-C.
@@ -326,6 +327,8 @@ def run_many(
         Audio a source may have waiting for the worker before the oldest is dropped (a gap).
     max_batch : int
         Most patches per embedding call.
+    embed_threads : int, optional
+        Embedding interpreters (one thread each); default 1, 2 from 8 sources on.
 
     Returns
     -------
@@ -339,7 +342,8 @@ def run_many(
     stats = ManyStats()
     errors: list[BaseException] = []
     inbox = Inbox(len(specs), max_backlog_s)
-    service = EmbeddingService(artifact.embedder(), max_batch=max_batch)
+    n_embed = embed_threads or (2 if len(specs) >= 8 else 1)
+    service = EmbeddingService([artifact.embedder() for _ in range(n_embed)], max_batch=max_batch)
     mux: SourceMux | None = None
     lanes: list[_Lane] = []
     try:
