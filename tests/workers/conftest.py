@@ -50,9 +50,9 @@ def history(client: redis.Redis, prefix: str, source: str) -> list[MoodMessage]:
 
 
 def fields(msg: MoodMessage) -> dict:
-    """A message without what differs between runs (wall clock, producer session)."""
+    """A message without what differs between runs (wall clocks, producer session)."""
     d = msg.to_dict()
-    for k in ("emitted_at", "session"):
+    for k in ("emitted_at", "captured_at", "session"):
         d.pop(k, None)
     return d
 
