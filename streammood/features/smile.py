@@ -35,6 +35,9 @@ _CONF_DIR = Path(__file__).with_name("smile")
 _CONFIG = _CONF_DIR / "compare_lld.conf"
 _SOURCE = b"extsource"
 _SINKS = (b"lldsink", b"lldesink")
+_TAILS = (b"lldtail", b"lldetail")
+_ROW = 4 * N_LLD
+"""Bytes of one frame (65 float32 values)."""
 
 FRAMES_PER_STEP = 50
 """openSMILE frames (10 ms hop) whose start time falls in one 500 ms step."""
@@ -90,6 +93,8 @@ def _options(stream: bool) -> dict[str, str]:
         "bufferModeRbLagConf": str(root / "shared" / "BufferModeRbLag.conf.inc"),
         "bufferModeConf": str(_CONF_DIR / "ring_buffer.conf"),
         "waveBufferConf": str(_CONF_DIR / ("wave_ring.conf" if stream else "wave_whole.conf")),
+        # streaming: one callback per level and step (its 50 frames), not one per frame
+        "sinkBlock": str(FRAMES_PER_STEP if stream else 1),
     }
 
 
@@ -121,7 +126,12 @@ def live_engines() -> int:
 
 
 class _Engine:
-    """One SMILEapi instance of ``compare_lld.conf`` with frame callbacks on both sinks."""
+    """One SMILEapi instance of ``compare_lld.conf`` with frame callbacks on both sinks.
+
+    Streaming (``stream=True``) the sinks give a step's 50 frames in one callback (and need no
+    look at the next step's first frame to know the step is complete); the frame-by-frame tail
+    sinks are switched on with :meth:`enable_tail` just before end of input, because openSMILE's
+    last frames come out after a block sink has given its final partial block."""
 
     def __init__(self, stream: bool, on_frame) -> None:
         global _live
@@ -162,6 +172,14 @@ class _Engine:
             return 1
 
         return callback
+
+    def enable_tail(self, on_frame) -> None:
+        """Frame-by-frame callbacks on the tail sinks from now on (call before end of input)."""
+        lib = _lib()
+        for level, sink in enumerate(_TAILS):
+            cb = lib.ExternalSinkCallbackEx(self._make_callback(level, on_frame))
+            self._callbacks.append(cb)
+            self._check(self._api.smile_extsink_set_data_callback_ex(self._obj, sink, cb, None))
 
     def names(self, sink: bytes) -> list[str]:
         count = ctypes.c_long()
@@ -213,30 +231,52 @@ class _Engine:
 
 
 class _StepStats:
-    """Collect frames per step (by frame start time) and reduce each step to 260 values."""
+    """Collect frames per step (by frame start time) and reduce each step to 260 values.
+
+    Frames arrive one by one or in blocks (raw float32 bytes, 65 values per frame, the first
+    frame's start time); frame ``i`` starts at ``i * 10 ms`` and belongs to step ``i // 50``."""
 
     def __init__(self) -> None:
-        # per level: step -> raw float32 frames (65 values each)
-        self.frames: tuple[dict[int, list[bytes]], dict[int, list[bytes]]] = ({}, {})
+        # per level: step -> [(index of the first frame, raw float32 bytes of 1+ frames)]
+        self.frames: tuple[dict[int, list[tuple[int, bytes]]], ...] = ({}, {})
         self.latest = [-1, -1]  # newest frame index seen per level
 
-    def add(self, level: int, t: float, row: bytes) -> bool:
-        """Store one frame; True when it is the first frame of a new step on its level."""
-        idx = int(round(t / FRAME_SECONDS))
-        step = idx // FRAMES_PER_STEP
+    def add(self, level: int, t: float, raw: bytes) -> bool:
+        """Store frames; True when they complete a step on their level."""
+        idx0 = int(round(t / FRAME_SECONDS))
+        n = len(raw) // _ROW
         frames = self.frames[level]
-        if step in frames:
-            frames[step].append(row)
-        else:
-            frames[step] = [row]
-        new_step = step > self.latest[level] // FRAMES_PER_STEP
-        if idx > self.latest[level]:
-            self.latest[level] = idx
-        return new_step
+        i = 0
+        while i < n:
+            idx = idx0 + i
+            step = idx // FRAMES_PER_STEP
+            take = min(n - i, (step + 1) * FRAMES_PER_STEP - idx)
+            frames.setdefault(step, []).append((idx, raw[i * _ROW : (i + take) * _ROW]))
+            i += take
+        last = idx0 + n - 1
+        before = (self.latest[level] + 1) // FRAMES_PER_STEP
+        if last > self.latest[level]:
+            self.latest[level] = last
+        return (self.latest[level] + 1) // FRAMES_PER_STEP > before
 
     def complete_before(self) -> int:
-        """Steps ``< k`` are complete: the next step's first frame has left both levels."""
-        return min(self.latest) // FRAMES_PER_STEP
+        """Steps ``< k`` are complete: their last frame has left both levels."""
+        return min((latest + 1) // FRAMES_PER_STEP for latest in self.latest)
+
+    def replace_from(self, level: int, tail: list[tuple[int, bytes]]) -> None:
+        """Take ``tail`` (frames one by one, in order, from the first frame it has on) instead
+        of the frames stored for those indices."""
+        if not tail:
+            return
+        first = tail[0][0]
+        frames = self.frames[level]
+        for step in [k for k in frames if (k + 1) * FRAMES_PER_STEP > first]:
+            kept = [
+                (idx, raw[: max(0, first - idx) * _ROW]) for idx, raw in frames[step] if idx < first
+            ]
+            frames[step] = [(idx, raw) for idx, raw in kept if raw]
+        for idx, raw in tail:
+            frames.setdefault(idx // FRAMES_PER_STEP, []).append((idx, raw))
 
     def pop(self, step: int) -> np.ndarray:
         """Statistics of one step, ``(260,)`` float32 (NaN where a level had no frame)."""
@@ -244,7 +284,8 @@ class _StepStats:
         for level in (0, 1):
             rows = self.frames[level].pop(step, None)
             if rows:
-                x = np.frombuffer(b"".join(rows), np.float32).reshape(-1, N_LLD).astype(np.float64)
+                raw = b"".join(r for _, r in rows)
+                x = np.frombuffer(raw, np.float32).reshape(-1, N_LLD).astype(np.float64)
                 out[level, :, 0] = x.std(axis=0)
                 out[level, :, 1] = x.mean(axis=0)
         return out.reshape(N_LLD_STATS).astype(np.float32)
@@ -266,9 +307,10 @@ class StreamingSmile:
     ----------
     timeout : float
         Longest wait for openSMILE at :meth:`finish` or on a stall, s.
-    catch_up : float
-        Longest wait in :meth:`push` for a step due to come out, s (0: never wait; a late step
-        comes with a later :meth:`push` or :meth:`poll`).
+    catch_up : float, optional
+        Longest wait in :meth:`push` for a step due to come out, s (default
+        :data:`CATCH_UP_SECONDS`; 0: never wait, a late step comes with a later :meth:`push`
+        or :meth:`poll`).
     on_step : callable, optional
         Called on openSMILE's thread (no arguments) when a frame of a new step comes out: the
         cue to :meth:`poll`.
@@ -284,11 +326,11 @@ class StreamingSmile:
     def __init__(
         self,
         timeout: float = 30.0,
-        catch_up: float = CATCH_UP_SECONDS,
+        catch_up: float | None = None,
         on_step: Callable[[], None] | None = None,
     ) -> None:
         self.timeout = timeout
-        self.catch_up = float(catch_up)
+        self.catch_up = catch_up
         self._on_step = on_step
         self._stats = _StepStats()
         self._cond = threading.Condition()
@@ -363,8 +405,9 @@ class StreamingSmile:
                 time.sleep(0.001)
             self._written += len(block)
         due = max(0, (self._written - SETTLE_SAMPLES) // SMILE_STEP_SAMPLES)
-        if due > self._next_step and self.catch_up > 0:
-            self._wait(lambda: self._stats.complete_before() >= due, self.catch_up)
+        catch_up = CATCH_UP_SECONDS if self.catch_up is None else self.catch_up
+        if due > self._next_step and catch_up > 0:
+            self._wait(lambda: self._stats.complete_before() >= due, catch_up)
         return self.poll()
 
     def poll(self) -> list[tuple[int, np.ndarray]]:
@@ -383,6 +426,12 @@ class StreamingSmile:
         if self._finished:
             return []
         self._finished = True
+        tail: tuple[list[tuple[int, bytes]], ...] = ([], [])
+
+        def on_tail(level: int, t: float, raw: bytes) -> None:
+            tail[level].append((int(round(t / FRAME_SECONDS)), raw))
+
+        self._engine.enable_tail(on_tail)
         self._engine.end_of_input()
         self._thread.join()
         self._engine.free()
@@ -390,6 +439,8 @@ class StreamingSmile:
             raise RuntimeError(f"openSMILE failed (code {self._status})")
         n_steps = self._written // SMILE_STEP_SAMPLES
         with self._cond:
+            for level in (0, 1):
+                self._stats.replace_from(level, tail[level])
             self._stats.drop_from(n_steps)
         return self._collect(n_steps)
 

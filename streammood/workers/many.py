@@ -342,6 +342,7 @@ def run_many(
     stats = ManyStats()
     errors: list[BaseException] = []
     inbox = Inbox(len(specs), max_backlog_s)
+    _warm_tables()
     n_embed = embed_threads or (2 if len(specs) >= 8 else 1)
     service = EmbeddingService([artifact.embedder() for _ in range(n_embed)], max_batch=max_batch)
     mux: SourceMux | None = None
@@ -386,6 +387,16 @@ def run_many(
     if errors:
         raise errors[0]
     return stats
+
+
+def _warm_tables() -> None:
+    """Load librosa's tables (~2 s the first time) before audio flows, not in the worker."""
+    from streammood.features.mel import log_mel_frames
+    from streammood.features.mfcc import mfcc_block
+    from streammood.layout import MFCC_HISTORY, MFCC_STEP_SAMPLES
+
+    mfcc_block(np.zeros(MFCC_HISTORY, np.float32), np.zeros(MFCC_STEP_SAMPLES, np.float32))
+    log_mel_frames(np.zeros(1024, np.float32))
 
 
 def _work(
