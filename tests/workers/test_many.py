@@ -3,6 +3,8 @@ the real CLI; URL sources against a real Icecast server that is stopped and rest
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -199,3 +201,40 @@ def test_url_source_resumes_after_the_icecast_server_restarts(
     assert all(m.captured_at is not None and m.captured_at <= m.emitted_at for m in msgs)
     said = " ".join(left["stderr"].split())  # the console wraps long lines
     assert "radio: " in said and " 1 gaps" in said and "1 reconnects" in said, said
+
+
+DEVICE_RUN = r"""
+import sys, time
+from streammood.audio.mux import SourceSpec
+from streammood.runtime.artifact import load_artifact
+from streammood.workers.many import run_many
+got = []
+stats = run_many([SourceSpec("dev", "device", "system")], load_artifact(None), duration=3.0,
+                 on_message=lambda m, s: got.append((time.time(), m.seq, m.captured_at)))
+s = stats.sources["dev"]
+print("STATS", s.steps, s.gaps, s.errors)
+for row in got:
+    print("MSG", *row)
+"""
+
+
+def test_device_source_paced_by_jack(jack_dummy_server):
+    """A real PortAudio device paced in real time (JACK's dummy driver, 48 kHz stereo) as a
+    ``device`` source: its callback feeds the inbox, every step is tagged, and ``captured_at``
+    (PortAudio's ADC time mapped to the wall clock) advances 0.5 s per step and precedes the
+    message."""
+    proc = subprocess.run(
+        [sys.executable, "-c", DEVICE_RUN],
+        env=jack_dummy_server,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert "STATS 6 0 0" in lines, proc.stdout + proc.stderr[-2000:]
+    rows = [tuple(map(float, ln.split()[1:])) for ln in lines if ln.startswith("MSG")]
+    assert [int(seq) for _, seq, _ in rows] == list(range(6))
+    caps = np.array([cap for _, _, cap in rows])
+    np.testing.assert_allclose(np.diff(caps), 0.5, atol=0.05)
+    assert all(0 < seen - cap < 2.0 for seen, _, cap in rows)
