@@ -69,7 +69,10 @@ def test_poison_frames_are_quarantined_and_every_other_source_served(
     client.sadd(keys.frame_sources, "good", "mixed", "poison")
     stop = threading.Event()
     readers = [
-        FrameReader(redis.Redis.from_url(url), prefix, worker_id=f"w{i}", block_ms=50)
+        # long leases: this test is about poison, not failover (a loaded machine must not move
+        # a source between the workers mid-test, which would count its rejects twice)
+        FrameReader(redis.Redis.from_url(url), prefix, worker_id=f"w{i}", block_ms=50,
+                    lease_ms=10_000)
         for i in range(2)
     ]
     publishers = [MoodPublisher(url, prefix, metrics_id=f"w{i}") for i in range(2)]

@@ -40,12 +40,27 @@ def _capture_cli(url: str, prefix: str, clip, *args: str) -> list[str]:
             "--prefix", prefix, "--source-id", "studio", *args]
 
 
+@pytest.fixture(scope="module")
+def long_wav(music_clip, tmp_path_factory):
+    """Three minutes of the real clip, looped: a live source that outlasts a slow machine."""
+    import numpy as np
+    import soundfile as sf
+
+    from streammood.audio.decode import load_audio
+
+    y, sr = load_audio(music_clip)
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    sf.write(path, np.tile(y, 6), sr)
+    return path
+
+
 @pytest.mark.slow
-def test_a_second_capture_is_refused_and_takeover_fences_the_first(music_clip, redis_namespace):
+def test_a_second_capture_is_refused_and_takeover_fences_the_first(music_clip, long_wav,
+                                                                   redis_namespace):
     url, prefix = redis_namespace
     client = redis.Redis.from_url(url)
     stream = Keys(prefix).frames_stream("studio")
-    first = subprocess.Popen(_capture_cli(url, prefix, music_clip, "--realtime"), cwd=ROOT,
+    first = subprocess.Popen(_capture_cli(url, prefix, long_wav, "--realtime"), cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_until(lambda: client.xlen(stream) >= 4, 60), "the first capture never wrote"
