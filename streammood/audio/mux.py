@@ -233,9 +233,11 @@ class Inbox:
     n : int
         Sources (keys ``0 .. n-1``).
     max_backlog_s : float
-        Audio a live source may have waiting, s; beyond it the oldest is dropped, counted, and
-        the source's next chunk flagged as after a gap. Lossless sources (files read faster
-        than real time) are never dropped: their reader waits instead (:meth:`backlog`).
+        Audio a live source may have waiting, s; beyond it the oldest is dropped (down to a
+        quarter of it: one gap that buys the consumer time, not a gap per chunk while it is
+        behind, each making the source start afresh), counted, and the source's next chunk
+        flagged as after a gap. Lossless sources (files read faster than real time) are never
+        dropped: their reader waits instead (:meth:`backlog`).
     """
 
     def __init__(self, n: int, max_backlog_s: float = 8.0) -> None:
@@ -261,8 +263,8 @@ class Inbox:
             q = self._audio[key]
             q.append(Chunk(block, rate, captured_at, epoch))
             self._seconds[key] += len(block) / rate
-            if not self._lossless[key]:
-                while self._seconds[key] > self.max_backlog_s and len(q) > 1:
+            if not self._lossless[key] and self._seconds[key] > self.max_backlog_s:
+                while self._seconds[key] > self.max_backlog_s / 4 and len(q) > 1:
                     old = q.popleft()
                     self._seconds[key] -= len(old.block) / old.rate
                     self.dropped_seconds[key] += len(old.block) / old.rate
