@@ -7,6 +7,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from streammood.errors import StreammoodError
@@ -111,7 +113,14 @@ def tls_options() -> dict[str, str]:
 
 
 def describe_client(client: redis.Redis) -> str:
-    """Where a client points, without secrets (``redis://host:port/db`` or ``unix://path``)."""
+    """Where a client points, without secrets (``redis://host:port/db`` or ``unix://path``; a
+    cluster client: one of its nodes, ``redis://host:port/0 (cluster)``)."""
+    if is_cluster(client):
+        node = client.get_default_node()
+        pool = node.redis_connection.connection_pool if node and node.redis_connection else None
+        ssl = pool is not None and pool.connection_class.__name__.startswith("SSL")
+        host, port = (node.host, node.port) if node else ("?", 0)
+        return f"{'rediss' if ssl else 'redis'}://{host}:{port}/0 (cluster)"
     kw = client.connection_pool.connection_kwargs
     db = kw.get("db", 0)
     if kw.get("path"):
@@ -171,7 +180,91 @@ def connect(url: str, *, timeout: float = 2.0, check: bool = True) -> redis.Redi
             raise RedisUnavailableError(
                 f"cannot reach Redis at {shown}: {_scrub(str(exc), url)}{_tls_hint(exc, scheme)}"
             ) from None
+    if scheme != "unix" and _cluster_enabled(client):
+        client.close()
+        try:
+            client = RedisCluster.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, **tls
+            )
+        except (redis.exceptions.RedisError, ValueError) as exc:
+            raise RedisUnavailableError(
+                f"cannot reach the Redis Cluster at {shown}: {_scrub(str(exc), url)}"
+            ) from None
     return client
+
+
+def _cluster_enabled(client: redis.Redis) -> bool:
+    """Whether the server is a Redis Cluster node (``INFO cluster``); ``False`` if it cannot
+    be asked (down, or the command refused)."""
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.exceptions.RedisError:
+        return False
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` is a Redis Cluster client (``connect`` makes one for a cluster
+    node's URL)."""
+    return isinstance(client, RedisCluster)
+
+
+OUTAGES: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    RedisClusterException,
+)
+"""Errors that mean Redis (or a shard of it) is away for now: retry, do not drop."""
+
+
+class ImmediatePipeline:
+    """The pipeline interface over a cluster client, which cannot pipeline scripts: each
+    command runs at once, in order; :meth:`execute` returns the results (and raises the first
+    command error, as a pipeline does). Only a lost connection stops it early."""
+
+    _PASS = frozenset({"script_load", "script_exists"})
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client = client
+        self.command_stack: list[str] = []
+        self._results: list[object] = []
+
+    def __getattr__(self, name: str):
+        fn = getattr(self._client, name)
+        if name in self._PASS:
+            return fn
+
+        def call(*args: object, **kwargs: object) -> ImmediatePipeline:
+            try:
+                result: object = fn(*args, **kwargs)
+            except redis.exceptions.NoScriptError:
+                raise  # redis-py's Script loads the script and calls again
+            except OUTAGES:
+                raise
+            except redis.exceptions.ResponseError as exc:
+                result = exc
+            self.command_stack.append(name)
+            self._results.append(result)
+            return self
+
+        return call
+
+    def execute(self) -> list[object]:
+        results, self._results, self.command_stack = self._results, [], []
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+
+def pipeline(client: redis.Redis) -> redis.client.Pipeline | ImmediatePipeline:
+    """A non-transactional pipeline of ``client`` (a cluster client: :class:`ImmediatePipeline`)."""
+    if is_cluster(client):
+        return ImmediatePipeline(client)
+    return client.pipeline(transaction=False)
 
 
 def _tls_hint(exc: Exception, scheme: str) -> str:

@@ -37,6 +37,7 @@ import numpy as np
 import redis
 
 from streammood.bus.codec import FrameError, decode_frame, encode_frame
+from streammood.bus.connection import pipeline
 from streammood.bus.keys import DEFAULT_PREFIX, Keys, SourceIdError, validate_source
 from streammood.bus.outbox import Outbox
 from streammood.bus.sessions import FENCE_LUA, ProducerSession
@@ -212,7 +213,8 @@ class FramePublisher(Outbox[tuple[str, bytes, int, float]]):
         now = f"{time.time():.3f}"
         for i, (source, frame, seq, t_end) in enumerate(items):
             if frame is self._RESET or not frame:
-                pipe.delete(self.keys.frames_stream(source), self.keys.cursor(source))
+                pipe.delete(self.keys.frames_stream(source))
+                pipe.delete(self.keys.cursor(source))
                 pipe.hdel(self.keys.dead_letter, source)
                 continue
             session = self.sessions.get(source)
@@ -440,7 +442,7 @@ class FrameReader:
         validate: Callable[[Frame], bool] | None = None,
     ) -> None:
         self.client = client
-        self.keys = Keys(prefix)
+        self.keys = Keys.for_client(client, prefix)
         self.only = None if sources is None else {validate_source(s) for s in sources}
         self.worker_id = validate_source(worker_id or default_worker_id())
         self.lease_ms = lease_ms
@@ -541,7 +543,7 @@ class FrameReader:
         (a new capture session does that)."""
         self._flush_before_release()
         self._write_acks(force=True)
-        pipe = self.client.pipeline(transaction=False)
+        pipe = pipeline(self.client)
         pipe.hset(self.keys.dead_letter, source, json.dumps(info, separators=(",", ":")))
         pipe.execute()
         self._release(keys=[self.keys.lease(source)], args=[self.worker_id])
@@ -597,7 +599,7 @@ class FrameReader:
 
     def _fetch_new(self, count: int) -> list[Frame]:
         sources = sorted(self._last)
-        pipe = self.client.pipeline(transaction=False)
+        pipe = pipeline(self.client)
         for src in sources:
             self._fetch_raw(pipe, src, self._last[src], count)
         out = []
@@ -635,7 +637,7 @@ class FrameReader:
     def _write_acks(self, force: bool = False) -> None:
         if not self._pending_ack or not (self.write_cursors or force):
             return
-        pipe = self.client.pipeline(transaction=False)
+        pipe = pipeline(self.client)
         for src, eid in self._pending_ack.items():
             pipe.set(self.keys.cursor(src), eid)
         pipe.execute()
@@ -644,7 +646,7 @@ class FrameReader:
     def _maintain(self) -> None:
         """Heartbeat, renew leases, claim or release sources towards a fair share."""
         now_ms = int(time.time() * 1000)
-        pipe = self.client.pipeline(transaction=False)
+        pipe = pipeline(self.client)
         pipe.zadd(self.keys.workers, {self.worker_id: now_ms + self.lease_ms})
         pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms)
         pipe.zcard(self.keys.workers)
@@ -654,7 +656,7 @@ class FrameReader:
         self.dead = frozenset(_text(d) for d in dead)
         owned = sorted(self._last)
         if owned:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = pipeline(self.client)
             for src in owned:
                 self._renew(
                     keys=[self.keys.lease(src)], args=[self.worker_id, self.lease_ms], client=pipe
@@ -689,7 +691,7 @@ class FrameReader:
         wanted = max(0, share - len(self._last))
         if not free or not wanted:
             return
-        pipe = self.client.pipeline(transaction=False)
+        pipe = pipeline(self.client)
         for src in free:
             pipe.set(self.keys.lease(src), self.worker_id, nx=True, px=self.lease_ms)
         won = [src for src, ok in zip(free, pipe.execute(), strict=True) if ok]
@@ -722,7 +724,7 @@ class FrameReader:
         later_seq: int | None = None  # seq of the frame after this one (going back)
         start, scanned, limit = cursor, 0, 4 * self.warmup + 16
         while len(got) < self.warmup and scanned < limit:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = pipeline(self.client)
             self._fetch_raw(pipe, src, start, min(64, limit - scanned), back=True)
             (reply,) = pipe.execute()
             entries = self._entries(src, reply or [])

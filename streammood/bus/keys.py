@@ -74,9 +74,30 @@ class Keys:
     """
 
     prefix: str = DEFAULT_PREFIX
+    cluster: bool = False
+    """Redis Cluster layout: every per-source key (and the source's mood channel) carries the
+    source id as a hash tag, ``streammood:mood:{radio1}``, so a source lives on one shard and
+    its scripts touch one slot."""
 
     def __post_init__(self) -> None:
         validate_prefix(self.prefix)
+
+    @classmethod
+    def for_client(cls, client: object, prefix: str = DEFAULT_PREFIX) -> Keys:
+        """The layout for ``client``: the cluster one for a ``redis.cluster.RedisCluster``."""
+        from redis.cluster import RedisCluster
+
+        return cls(prefix, cluster=isinstance(client, RedisCluster))
+
+    def _src(self, source: str) -> str:
+        validate_source(source)
+        return f"{{{source}}}" if self.cluster else source
+
+    def mood_channel_for(self, source: str) -> str:
+        """Where the moods of ``source`` are published: :attr:`mood_channel` (every source), or
+        in the cluster layout the source's sharded channel ``{prefix}:mood:{{source}}``
+        (``SPUBLISH``)."""
+        return f"{self.prefix}:mood:{self._src(source)}" if self.cluster else self.mood_channel
 
     @property
     def mood_channel(self) -> str:
@@ -85,15 +106,15 @@ class Keys:
 
     def mood_stream(self, source: str) -> str:
         """Capped stream with the mood history of ``source``."""
-        return f"{self.prefix}:mood:{validate_source(source)}"
+        return f"{self.prefix}:mood:{self._src(source)}"
 
     def changes_stream(self, source: str) -> str:
         """Capped stream of the changes detected in ``source`` (field ``json``)."""
-        return f"{self.prefix}:changes:{validate_source(source)}"
+        return f"{self.prefix}:changes:{self._src(source)}"
 
     def frames_stream(self, source: str) -> str:
         """Capped stream with the feature frames of ``source``."""
-        return f"{self.prefix}:frames:{validate_source(source)}"
+        return f"{self.prefix}:frames:{self._src(source)}"
 
     @property
     def mood_sources(self) -> str:
@@ -111,11 +132,11 @@ class Keys:
 
     def lease(self, source: str) -> str:
         """Which ``infer`` worker owns ``source`` (expiring string)."""
-        return f"{self.prefix}:lease:{validate_source(source)}"
+        return f"{self.prefix}:lease:{self._src(source)}"
 
     def cursor(self, source: str) -> str:
         """Entry id of the last feature frame of ``source`` that was processed."""
-        return f"{self.prefix}:cursor:{validate_source(source)}"
+        return f"{self.prefix}:cursor:{self._src(source)}"
 
     @property
     def workers(self) -> str:
@@ -130,15 +151,15 @@ class Keys:
     def producer(self, source: str) -> str:
         """Producer lease of ``source``: the session id of the ``capture``/``listen`` that
         produces it (expiring string)."""
-        return f"{self.prefix}:producer:{validate_source(source)}"
+        return f"{self.prefix}:producer:{self._src(source)}"
 
     def session(self, source: str) -> str:
         """Hash of ``source``'s producer session: ``session``, ``owner``, ``started_at``,
         ``previous``, ``next_seq``, ``t_next``, ``updated_at``."""
-        return f"{self.prefix}:session:{validate_source(source)}"
+        return f"{self.prefix}:session:{self._src(source)}"
 
     def published(self, source: str) -> str:
         """Hash ``{session, seq}`` of the last mood published for ``source`` (idempotent
         publishing: a message of the same session with a seq not above it is not written
         again)."""
-        return f"{self.prefix}:published:{validate_source(source)}"
+        return f"{self.prefix}:published:{self._src(source)}"

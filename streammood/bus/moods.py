@@ -12,7 +12,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
+from streammood.bus.connection import OUTAGES
 from streammood.bus.keys import DEFAULT_PREFIX, Keys, SourceIdError, validate_source
 from streammood.bus.outbox import Outbox
 from streammood.bus.schema import MessageError, MoodMessage
@@ -30,7 +33,8 @@ _MOOD_WRITE = (
 -- (producer lease, or the infer worker's source lease), [3] session hash (producer) or cursor
 -- (worker), [4] last-published hash. ARGV: [1] json, [2] fence value (session or worker id),
 -- [3] lease ms, [4] mode none|producer|worker, [5] channel, [6] maxlen, [7] message session
--- ('' none), [8] seq, [9] next seq (producer) or frame entry id (worker), [10] t_end, [11] now.
+-- ('' none), [8] seq, [9] next seq (producer) or frame entry id (worker), [10] t_end, [11] now,
+-- [12] 'S': SPUBLISH to the source's sharded channel (cluster), else PUBLISH.
 -- Returns 1 written, -1 already published (not written again), 0 fenced.
 local function newer(a, b)
   local am, an = string.match(a, '^(%d+)-(%d+)$')
@@ -57,7 +61,7 @@ if mode == 'worker' and ARGV[9] ~= '' then
   if not cur or newer(ARGV[9], cur) then redis.call('SET', KEYS[3], ARGV[9]) end
 end
 if dup then return -1 end
-redis.call('PUBLISH', ARGV[5], ARGV[1])
+redis.call(ARGV[12] == 'S' and 'SPUBLISH' or 'PUBLISH', ARGV[5], ARGV[1])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'json', ARGV[1])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[4], 'session', ARGV[7], 'seq', ARGV[8]) end
 if mode == 'producer' then
@@ -167,13 +171,14 @@ class MoodPublisher(Outbox[MoodMessage]):
                 fence,
                 lease_ms,
                 mode,
-                self.keys.mood_channel,
+                self.keys.mood_channel_for(src),
                 self.maxlen,
                 msg.session or "",
                 msg.seq,
                 cursor,
                 repr(msg.t_end),
                 f"{time.time():.3f}",
+                "S" if self.keys.cluster else "",
             ],
             client=pipe,
         )
@@ -238,7 +243,7 @@ def read_history(
 ) -> list[MoodMessage]:
     """The last ``count`` mood messages of ``source`` (or of all sources, merged by stream
     time), oldest first. Malformed entries are logged and skipped."""
-    keys = Keys(prefix)
+    keys = Keys.for_client(client, prefix)
     if count <= 0:
         return []
     sources = (
@@ -309,7 +314,7 @@ def missed_messages(
     first (merged by stream entry id). For a source ``seen`` knows, the stream is read back to
     the first message it has yielded; for another, back to ``since_ms`` (Unix ms, e.g. when the
     subscription began). At most :data:`CATCH_UP_MAX` entries per source."""
-    keys = Keys(prefix)
+    keys = Keys.for_client(client, prefix)
     found: list[tuple[tuple[int, int], MoodMessage]] = []
     for src in sources:
         try:
@@ -381,9 +386,12 @@ def subscribe_moods(
     go on; a message that arrives twice (channel and history, or an at-least-once redelivery) is
     yielded once. History survives a Redis restart only if Redis persists it (``appendonly``).
     """
-    keys = Keys(prefix)
+    keys = Keys.for_client(client, prefix)
     if source is not None:
         validate_source(source)
+    if keys.cluster:
+        yield from _subscribe_cluster(client, keys, source, history, idle_timeout, stop)
+        return
     pubsub = client.pubsub()
     seen = _Seen()
     since_ms = int(time.time() * 1000)
@@ -450,4 +458,110 @@ def subscribe_moods(
                 return
     finally:
         with contextlib.suppress(redis.exceptions.RedisError):
+            pubsub.close()
+
+
+SOURCES_EVERY = 1.0
+"""Seconds between looks for new sources (cluster subscriber of all sources)."""
+
+
+def _subscribe_cluster(
+    client: RedisCluster,
+    keys: Keys,
+    source: str | None,
+    history: int,
+    idle_timeout: float | None,
+    stop: threading.Event | None,
+) -> Iterator[MoodMessage]:
+    """:func:`subscribe_moods` on a Redis Cluster: each source's sharded channel
+    (``SSUBSCRIBE {prefix}:mood:{{source}}``, on the shard of its keys); new sources are found in
+    ``{prefix}:sources:mood`` every :data:`SOURCES_EVERY` s and caught up from their history
+    from when the subscription began; after a lost connection everything is subscribed again
+    and caught up, as on one server."""
+    seen = _Seen()
+    since_ms = int(time.time() * 1000)
+    prefix = keys.prefix
+
+    def wanted() -> list[str]:
+        if source is not None:
+            return [source]
+        out = []
+        for raw in client.smembers(keys.mood_sources):
+            try:
+                out.append(validate_source(_text(raw)))
+            except SourceIdError:
+                continue
+        return sorted(out)
+
+    pubsub = client.pubsub()
+    subscribed: set[str] = set()
+
+    def subscribe_new() -> list[str]:
+        new = [s for s in wanted() if s not in subscribed]
+        for src in new:
+            pubsub.ssubscribe(keys.mood_channel_for(src))
+            subscribed.add(src)
+        return new
+
+    try:
+        subscribe_new()
+        for msg in read_history(client, prefix, source, history):
+            seen.add(msg)
+            yield msg
+        for msg in missed_messages(client, prefix, sorted(subscribed), seen, since_ms):
+            if seen.is_new(msg):
+                seen.add(msg)
+                yield msg
+        last = time.monotonic()
+        next_look = time.monotonic() + SOURCES_EVERY
+        delay, catch_up = 0.1, False
+        while stop is None or not stop.is_set():
+            try:
+                if catch_up:
+                    pubsub.close()
+                    pubsub = client.pubsub()
+                    subscribed.clear()
+                    subscribe_new()
+                    missed = missed_messages(client, prefix, sorted(subscribed), seen, since_ms)
+                    catch_up = False
+                    if missed:
+                        log.warning("caught up %d mood messages from the history", len(missed))
+                    for msg in missed:
+                        if seen.is_new(msg):
+                            seen.add(msg)
+                            last = time.monotonic()
+                            yield msg
+                if time.monotonic() >= next_look:
+                    next_look = time.monotonic() + SOURCES_EVERY
+                    new = subscribe_new()
+                    for msg in missed_messages(client, prefix, new, seen, since_ms):
+                        if seen.is_new(msg):
+                            seen.add(msg)
+                            last = time.monotonic()
+                            yield msg
+                item = pubsub.get_sharded_message(timeout=0.2) if subscribed else None
+                if not subscribed:
+                    time.sleep(0.2)
+                delay = 0.1
+            except OUTAGES + (redis.exceptions.ConnectionError,) as exc:
+                log.warning(
+                    "mood subscription lost (%s); retrying in %.1f s", exc.__class__.__name__, delay
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                catch_up, item = True, None
+            if item is not None and item.get("type") == "smessage":
+                msg = _parse_mood(item["data"], _text(item.get("channel", "")))
+                if (
+                    msg is not None
+                    and (source is None or msg.source == source)
+                    and (seen.is_new(msg))
+                ):
+                    seen.add(msg)
+                    last = time.monotonic()
+                    yield msg
+            elif idle_timeout is not None and time.monotonic() - last >= idle_timeout:
+                return
+    finally:
+        with contextlib.suppress(redis.exceptions.RedisError, RedisClusterException):
             pubsub.close()

@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 
 import redis
 
-from streammood.bus.connection import connect, describe_client
+from streammood.bus.connection import OUTAGES, connect, describe_client, pipeline
 from streammood.bus.keys import DEFAULT_PREFIX, Keys, validate_source
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ class Outbox(Generic[T]):
         else:
             self._client = client_or_url
             self._own_client = False
-        self.keys = Keys(prefix)
+        self.keys = Keys.for_client(self._client, prefix)
         self.where = describe_client(self._client)
         self.metrics_id = validate_source(metrics_id) if metrics_id is not None else None
         self._buffer = buffer
@@ -356,19 +356,14 @@ class Outbox(Generic[T]):
             if not items and not write_metrics:
                 continue
             try:
-                pipe = self._client.pipeline(transaction=False)
+                pipe = pipeline(self._client)
                 if items:
                     self._write(pipe, items)
                 if write_metrics:
                     self._add_metrics(pipe, extra, self._weight(items))
                 results = pipe.execute()
                 published = self._written(items, results) if items else 0
-            except (
-                redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError,
-                redis.exceptions.BusyLoadingError,
-                redis.exceptions.ReadOnlyError,
-            ) as exc:
+            except OUTAGES as exc:
                 with self._lock:
                     self._stats.failures += 1
                     self._stats.connected = False
@@ -413,7 +408,7 @@ class Outbox(Generic[T]):
                     self._metrics_due = time.monotonic() + METRICS_INTERVAL
         if self.metrics_id:
             try:
-                pipe = self._client.pipeline(transaction=False)
+                pipe = pipeline(self._client)
                 self._add_metrics(pipe, dict(self._extra), 0)
                 pipe.execute()
             except redis.exceptions.RedisError:

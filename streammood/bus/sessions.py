@@ -157,7 +157,7 @@ def open_session(
     redis.RedisError
         Redis is unreachable.
     """
-    keys = Keys(prefix)
+    keys = Keys.for_client(client, prefix)
     validate_source(source)
     session = new_session_id()
     script = client.register_script(_OPEN)
@@ -188,7 +188,7 @@ def open_session(
 def close_session(client: redis.Redis, prefix: str, session: ProducerSession) -> bool:
     """Give the producer lease back (if still this session's), so the next session need not
     wait for it to run out. Returns whether it was given back; never raises on Redis trouble."""
-    keys = Keys(prefix)
+    keys = Keys.for_client(client, prefix)
     try:
         script = client.register_script(_CLOSE)
         return bool(script(keys=[keys.producer(session.source)], args=[session.session]))
