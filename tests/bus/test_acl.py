@@ -33,6 +33,16 @@ def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "streammood", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 180) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 @pytest.fixture()
 def acl_redis(tmp_path: Path):
     if not Path(SYSTEM_REDIS).is_file():
@@ -64,17 +74,22 @@ def test_every_command_runs_as_the_least_privileged_user(acl_redis, music_clip):
     server, url, admin = acl_redis
     keys = Keys("streammood")
     admin.execute_command("ACL", "LOG", "RESET")
-    runs = [_cli("capture", "--file", str(music_clip), "--duration", "3", "--source-id", "cap",
-                 "--redis-url", url)]
+    # capture and listen side by side, then infer, then subscribe with its history
+    producers = [
+        _start("capture", "--file", str(music_clip), "--duration", "3", "--source-id", "cap",
+               "--redis-url", url),
+        _start("listen", "--file", str(music_clip), "--duration", "2", "--source-id", "lis",
+               "--redis-url", url, "-q"),
+    ]
+    runs = [_finish(p) for p in producers]
     runs.append(_cli("infer", "--redis-url", url, "--count", "6", "--idle-timeout", "5", "-q"))
-    runs.append(_cli("subscribe", "--redis-url", url, "--history", "6", "--count", "6"))
-    runs.append(_cli("listen", "--file", str(music_clip), "--duration", "2", "--source-id", "lis",
-                     "--redis-url", url, "-q"))
+    runs.append(_cli("subscribe", "--redis-url", url, "--history", "6", "--count", "6",
+                     "--source", "cap"))
     for run in runs:
         assert run.returncode == 0, run.stderr[-2000:]
         assert PASSWORD not in run.stdout + run.stderr
         assert "NOPERM" not in run.stderr and "no permissions" not in run.stderr
-    assert len(runs[2].stdout.splitlines()) == 6
+    assert len(runs[3].stdout.splitlines()) == 6
     assert admin.xlen(keys.mood_stream("cap")) == 6 and admin.xlen(keys.mood_stream("lis")) == 4
     refused = admin.execute_command("ACL", "LOG")
     # redis-py announces itself with CLIENT SETINFO on connect; the refusal is ignored by it

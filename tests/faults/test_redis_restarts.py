@@ -16,7 +16,7 @@ from streammood.workers.tagging import MoodStage, feature_stage
 from tests.faults.conftest import spawn, stop_all
 from tests.workers.conftest import fields, history, wait_until
 
-SECONDS = 15
+SECONDS = 10
 STEPS = 2 * SECONDS
 
 
@@ -52,8 +52,8 @@ def test_redis_killed_twice_mid_stream_in_listen_and_split_mode(durable_redis, m
             except redis.exceptions.RedisError:
                 return 0
 
-        for mark in (6, 14):
-            assert wait_until(lambda m=mark: moods("lis") >= m and moods("cap") >= m - 4, 60)
+        for mark in (5, 11):
+            assert wait_until(lambda m=mark: moods("lis") >= m and moods("cap") >= m - 3, 60)
             t0 = time.monotonic()
             server.stop()  # SIGKILL
             time.sleep(1.0)
