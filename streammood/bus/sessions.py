@@ -12,7 +12,9 @@ A producer opens a session with :func:`open_session` before its first step:
   next_seq`` and starts at stream time ``t_next``. Consumers tell sessions apart by the
   ``session`` id every frame and mood message carries (and the window starts over at a new
   session: its audio does not continue the last one's).
-- It clears the source from the dead-letter hash (a new session is a new chance).
+- It clears the source from the dead-letter hash (a new session is a new chance) and, if it was
+  there, moves the source's cursor to the end of its frame stream, so workers start at the new
+  session's first frame instead of the dead one's leftovers.
 
 Every write of the session (a frame, or a mood in ``listen``) runs a Lua script that checks the
 lease first: it goes through if the lease is the session's, or free and the session hash still
@@ -173,7 +175,11 @@ def open_session(
             "use another --source-id, or pass --takeover to take the source over"
         )
     holder, previous = _text(reply[1]) or None, _text(reply[2]) or None
-    client.hdel(keys.dead_letter, source)
+    if client.hdel(keys.dead_letter, source):
+        # the source was given up on: workers skip what is left of the dead session's frames
+        last = client.xrevrange(keys.frames_stream(source), count=1)
+        if last:
+            client.set(keys.cursor(source), _text(last[0][0]))
     return ProducerSession(
         source=source,
         session=session,

@@ -183,3 +183,16 @@ def test_a_lapsed_lease_is_taken_again_unless_another_session_opened(shipped_mod
     assert client.xlen(keys.frames_stream("s")) == 2
     stats = pub.close(timeout=5)
     assert stats.published == 2
+
+
+def test_a_new_session_revives_a_dead_lettered_source_past_its_leftovers(redis_namespace):
+    url, prefix = redis_namespace
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(url)
+    for _ in range(3):
+        client.xadd(keys.frames_stream("s"), {"frame": b"junk"})
+    last = client.xrevrange(keys.frames_stream("s"), count=1)[0][0]
+    client.hset(keys.dead_letter, "s", '{"reason": "junk"}')
+    open_session(client, prefix, "s")
+    assert not client.hexists(keys.dead_letter, "s")
+    assert client.get(keys.cursor("s")) == last  # the leftovers are skipped
