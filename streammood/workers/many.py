@@ -47,6 +47,7 @@ from streammood.bus.schema import MoodMessage
 from streammood.errors import StreammoodError
 from streammood.features.extractor import ModelInputs, StreamingExtractor
 from streammood.features.service import EmbeddingService
+from streammood.features.smile import StreamingSmile
 from streammood.layout import EMBED_EVERY, STEP_SECONDS
 from streammood.runtime.artifact import ModelArtifact
 from streammood.runtime.rolling import StepModel
@@ -124,6 +125,7 @@ class _Lane:
         self.offset = 0
         self.next_seq = 0
         self.t0: float | None = None
+        self.last_at: float | None = None  # wall clock of the last sample fed
         self.rate = 0
         self.pending: list[np.ndarray] = []
         self.pending_n = 0
@@ -131,6 +133,13 @@ class _Lane:
         self.pending_since = 0.0
         self.errors_in_row = 0
         self.done = False
+        # openSMILE's set-up (~0.1-0.2 s CPU) done before audio flows, not in the worker while
+        # every source's first audio waits (at 64 sources that was ~10 s of backlog)
+        self.spare: StreamingSmile | None = self._smile()
+
+    def _smile(self) -> StreamingSmile:
+        key, inbox = self.key, self.run.inbox
+        return StreamingSmile(catch_up=0.0, on_step=lambda: inbox.wake(key))
 
     # -- audio in -------------------------------------------------------------------------------
     def feed(self, chunks: list[Chunk], gap: bool) -> None:
@@ -149,7 +158,7 @@ class _Lane:
                 self.pending_since = time.monotonic()
             self.pending.append(block)
             self.pending_n += block.size
-            self.pending_at = chunk.captured_at
+            self.pending_at = self.last_at = chunk.captured_at
             if self.pending_n >= self.rate * CHUNK_SECONDS:
                 self.flush()
 
@@ -167,8 +176,13 @@ class _Lane:
 
     def restart(self, chunk: Chunk) -> None:
         """A new stretch of continuous audio: flush and finish the old one, start fresh
-        features, and let stream time jump to the new audio's wall-clock position."""
+        features, and let stream time jump by the gap: the wall-clock time between the old
+        stretch's last sample and the new one's first (so a burst of buffered audio that a
+        server sends on connecting does not hide a later gap)."""
         self.flush()
+        ended = self.next_seq * STEP_SECONDS  # stream time the old stretch reached
+        if self.ex is not None:
+            ended = self.offset * STEP_SECONDS + self.ex.samples_in / self.ex.input_rate
         self._close_extractor(finish=True)
         if self.done:
             return
@@ -177,7 +191,8 @@ class _Lane:
             self.t0 = start
             self.offset = 0
         else:
-            at = math.ceil((start - self.t0) / STEP_SECONDS - 1e-6)
+            gap = max(0.0, start - self.last_at) if self.last_at is not None else 0.0
+            at = math.ceil((ended + gap) / STEP_SECONDS - 1e-6)
             self.offset = max(self.next_seq, at)
             self.stats.gaps += 1
             self.stats.gap_steps += self.offset - self.next_seq
@@ -191,19 +206,30 @@ class _Lane:
                 self.mood.reset()
         self.epoch, self.rate = chunk.epoch, chunk.rate
         key, inbox = self.key, self.run.inbox
+        smile, self.spare = self.spare or self._smile(), None
         self.ex = StreamingExtractor(
-            chunk.rate, service=self.run.service, wait=False, on_ready=lambda: inbox.wake(key)
+            chunk.rate,
+            service=self.run.service,
+            wait=False,
+            on_ready=lambda: inbox.wake(key),
+            smile=smile,
         )
 
     def end(self, error: str | None) -> None:
         """The source ended (or failed for good): publish what is complete, release all."""
         self.flush()
         self._close_extractor(finish=error is None)
+        if self.spare is not None:
+            self.spare.close()
+            self.spare = None
         self.done = True
         self.stats.state = "ended" if error is None else f"failed: {error}"
 
     def close(self) -> None:
         self._close_extractor(finish=False)
+        if self.spare is not None:
+            self.spare.close()
+            self.spare = None
         self.done = True
 
     def _close_extractor(self, finish: bool) -> None:
@@ -349,9 +375,8 @@ def run_many(
     lanes: list[_Lane] = []
     try:
         run = _Run(artifact, inbox, service, moods, frames, max_steps, on_message)
-        lanes = [
-            _Lane(i, spec, sid, run) for i, (spec, sid) in enumerate(zip(specs, sids, strict=True))
-        ]
+        for i, (spec, sid) in enumerate(zip(specs, sids, strict=True)):
+            lanes.append(_Lane(i, spec, sid, run))  # one by one: closed below if one fails
         for lane in lanes:
             stats.sources[lane.sid] = lane.stats
             if frames is not None:
