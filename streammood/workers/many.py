@@ -383,20 +383,24 @@ def run_many(
                 frames.begin(lane.sid)
         # patches of sources started together would all be due at once: spread them
         mux = SourceMux(specs, inbox, stagger_s=EMBED_EVERY * STEP_SECONDS)
+        done = threading.Event()
         worker = threading.Thread(
             target=_work,
-            args=(lanes, inbox, mux, stop, max_steps, moods or frames, errors),
+            args=(lanes, inbox, mux, stop, max_steps, moods or frames, errors, done),
             name="streammood-sources",
             daemon=True,
         )
         mux.start()
         worker.start()
+        # wait on an Event, not Thread.join: a Ctrl-C inside join() can leave CPython 3.11
+        # believing the thread stopped while it runs on (bpo-45274's fix releases its lock)
         try:
-            while worker.is_alive():
-                worker.join(0.2)
+            while not done.wait(0.2):
+                pass
         except KeyboardInterrupt:
             stop.set()
-            worker.join()
+            done.wait()
+        worker.join()
     finally:
         stop.set()
         if mux is not None:
@@ -432,8 +436,10 @@ def _work(
     max_steps: int | None,
     publisher: Any,
     errors: list[BaseException],
+    done: threading.Event,
 ) -> None:
-    """The worker: audio in, features, moods (or frames) out, for every source."""
+    """The worker: audio in, features, moods (or frames) out, for every source; sets ``done``
+    when it has closed them all."""
     next_metrics = 0.0
     # with a duration, sources that never deliver (a URL down) do not hold the run up for ever
     deadline = None if max_steps is None else time.monotonic() + max_steps * STEP_SECONDS + 10
@@ -469,10 +475,13 @@ def _work(
     except BaseException as exc:  # noqa: BLE001 - re-raised by run_many
         errors.append(exc)
     finally:
-        for lane in lanes:
-            lane.close()
-        if publisher is not None:
-            publisher.update_metrics(**_metrics(lanes))
+        try:
+            for lane in lanes:
+                lane.close()
+            if publisher is not None:
+                publisher.update_metrics(**_metrics(lanes))
+        finally:
+            done.set()
 
 
 def _metrics(lanes: list[_Lane]) -> dict[str, int | float | str]:
