@@ -363,6 +363,7 @@ class _FileFeed(_Feed):
         self._t0 = 0.0
         self._wall0 = 0.0
         self._samples = 0
+        self._frames = 1
         self._next: float | None = None
 
     def due(self) -> float | None:
@@ -374,8 +375,8 @@ class _FileFeed(_Feed):
         if self.rate and rate != self.rate:  # pragma: no cover - the file changed under us
             raise AudioError(f"{self.spec.target}: sample rate changed to {rate} Hz")
         self.rate = rate
-        frames = max(1, round(rate * CHUNK_SECONDS))
-        self._blocks = iter_blocks(self._file, frames, str(self.spec.target), self._messages)
+        self._frames = max(1, round(rate * CHUNK_SECONDS))
+        self._blocks = iter_blocks(self._file, self._frames, str(self.spec.target), self._messages)
 
     def open(self, sel: selectors.BaseSelector, now: float) -> None:
         self.retry_at = None
@@ -385,7 +386,8 @@ class _FileFeed(_Feed):
             self.fail(str(exc), now)
             return
         self._t0, self._wall0, self._samples = now, time.time(), 0
-        self._next = now
+        # a real-time file hands a block over when its last sample is due, as a device would
+        self._next = now + self._frames / self.rate if self.spec.realtime else now
 
     def work(self, sel: selectors.BaseSelector, now: float) -> None:
         if self.retry_at is not None:
@@ -430,7 +432,7 @@ class _FileFeed(_Feed):
             if not self.spec.realtime:
                 self._next = now
                 return
-            self._next = self._t0 + ahead
+            self._next = self._t0 + (self._samples + self._frames) / self.rate
             if self._next > time.monotonic():
                 return
 
