@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +23,11 @@ from streammood.features.smile import load_library
 # Test modules import TensorFlow when collected; openSMILE's native library has to be loaded
 # before it, or SMILEapi crashes the process (see load_library).
 load_library()
+
+# Tests stop real CLI processes with SIGINT (Ctrl-C). A shell starts background jobs with SIGINT
+# ignored, and an ignored signal stays ignored across exec, so under `make test &` every child
+# would ignore Ctrl-C. A Python handler here is reset to the default in each child at exec.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("STREAMMOOD_DATA_DIR", ROOT.parent / "shared" / "data"))
