@@ -62,8 +62,11 @@ def ffmpeg_command(url: str, rate: int = FFMPEG_RATE, ffmpeg: str = "ffmpeg") ->
         The executable.
     """
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error"]
-    if url.split(":", 1)[0].lower() in ("http", "https", "rtmp", "rtmps", "tcp"):
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("http", "https", "rtmp", "rtmps", "tcp"):
         cmd += ["-rw_timeout", str(int(IO_TIMEOUT_S * 1e6))]
+    elif scheme in ("udp", "rtp"):  # a sender that stops ends the connection too
+        cmd += ["-timeout", str(int(IO_TIMEOUT_S * 1e6))]
     return cmd + ["-i", url, "-vn", "-ac", "1", "-ar", str(rate), "-f", "f32le", "pipe:1"]
 
 
