@@ -378,6 +378,7 @@ class DeviceSource:
         )
         self._stats = SourceStats()
         self.captured_at: float | None = None
+        self._clock = _AdcClock()
         self.on_block: Callable[[np.ndarray, float], None] | None = None
         """When set (before :meth:`start`), the callback hands each block (a copy, in the
         device's dtype and channels) and its ``captured_at`` to it instead of the queue; it must
@@ -428,7 +429,7 @@ class DeviceSource:
                 self._stats.overflows += 1
             if status.input_underflow:
                 self._stats.underflows += 1
-        stamp = _adc_wall_time(time_info, frames, self.sample_rate)
+        stamp = self._clock.stamp(time_info, frames, self.sample_rate)
         if self.on_block is not None:
             self._stats.blocks += 1
             self._stats.samples += frames
@@ -530,19 +531,33 @@ class DeviceSource:
         self.close()
 
 
-def _adc_wall_time(time_info: Any, frames: int, rate: int) -> float:
-    """Wall clock (Unix s) at which the last of ``frames`` samples of a PortAudio input block was
-    captured: the block's ADC time (PortAudio's stream clock) mapped to the wall clock through the
-    callback's ``currentTime``. Host APIs that report no ADC time (0) give the arrival time."""
-    now = time.time()
-    try:
-        adc = float(time_info.inputBufferAdcTime)
-        current = float(time_info.currentTime)
-    except (AttributeError, TypeError, ValueError):
-        return now
-    if adc <= 0.0 or current <= 0.0 or not 0.0 <= current - adc < 10.0:
-        return now
-    return now - (current - adc) + (frames - 1) / rate
+class _AdcClock:
+    """PortAudio's stream clock mapped to the wall clock, for ``captured_at``.
+
+    A callback reports the ADC time of its block's first sample and the stream time when
+    PortAudio called it (``currentTime``); Python code runs a little later (it waits for the
+    GIL), so ``time.time() - currentTime`` overestimates the offset between the two clocks by
+    that wait. The smallest offset seen is the best estimate; it is kept, so a late callback
+    does not make its block look late. Host APIs that report no ADC time (0) give the arrival
+    time."""
+
+    def __init__(self) -> None:
+        self.offset: float | None = None
+
+    def stamp(self, time_info: Any, frames: int, rate: int) -> float:
+        """Wall clock (Unix s) at which the last of ``frames`` samples was captured."""
+        now = time.time()
+        try:
+            adc = float(time_info.inputBufferAdcTime)
+            current = float(time_info.currentTime)
+        except (AttributeError, TypeError, ValueError):
+            return now
+        if adc <= 0.0 or current <= 0.0 or not 0.0 <= current - adc < 10.0:
+            return now
+        offset = now - current
+        if self.offset is None or offset < self.offset:
+            self.offset = offset
+        return adc + self.offset + (frames - 1) / rate
 
 
 def open_source(
