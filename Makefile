@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml scripts/setup.sh
 demo: setup
 	$(BIN)/python -m streammood.demo
 
+# three test processes: most of the suite waits on real time (paced audio, Redis restarts,
+# subprocesses), so three share two cores well; the suite takes ~13 min alone on one process
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3
 
 lint: setup
 	$(BIN)/ruff check streammood tests benchmarks research scripts

@@ -85,7 +85,8 @@ def console_errors(driver) -> list[str]:
 
 
 def open_page(driver, url: str) -> None:
-    console_errors(driver)  # forget earlier pages' messages
+    driver.get("about:blank")  # an earlier page (its server gone) stops reconnecting...
+    console_errors(driver)  # ...and its messages are forgotten
     driver.get(url)
     wait_for(lambda: body(driver, "feed") == "live", 15, 0.05, "the live feed")
     driver.execute_script("window.__noReload = 1")
