@@ -15,7 +15,8 @@ demo: setup
 	$(BIN)/python -m streammood.demo
 
 # three test processes: most of the suite waits on real time (paced audio, Redis restarts,
-# subprocesses), so three share two cores well; the suite takes ~13 min alone on one process
+# subprocesses), so three share two cores well (measured on a loaded machine: 31 min in one
+# process, 13 min in three)
 test: setup
 	$(BIN)/python -m pytest -q -n 3
 
