@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from streammood.features.extractor import ModelInputs
-from streammood.layout import EMBED_EVERY, MFCC_FRAMES, N_LLD_STATS, N_MFCC
+from streammood.layout import MFCC_FRAMES, N_LLD_STATS, N_MFCC
 from streammood.runtime.artifact import ModelArtifact, ModelError
 from streammood.runtime.labels import QUADRANTS, va_from_probs
 
@@ -117,6 +117,8 @@ class MoodRuntime:
         is of the new segment's audio alone (a patch step at least :data:`PATCH_STEPS` - 1
         steps into it): until then the window covers the segment with the previous song's
         embedding held (``embedding_ready`` False).
+        Patch steps are recognised by a fresh embedding (held ones repeat), so a ``seq`` that
+        does not start at 0 (a continued session) or a dropped step changes nothing.
 
     Notes
     -----
@@ -159,7 +161,8 @@ class MoodRuntime:
         self._segment = 0
         self._window = 0  # the window's earliest step: the segment start, or its first clean patch
         self._awaiting: int | None = 0  # segment start still waiting for its own embedding
-        self._last_patch = -1  # runtime step of the last patch step
+        self._last_patch = -1  # runtime step of the last fresh embedding (a patch step)
+        self._prev_emb: np.ndarray | None = None
         self.detect_seconds = 0.0
         """CPU time spent in the change detector so far, s."""
         if self.detector is not None:
@@ -188,8 +191,10 @@ class MoodRuntime:
         ``(D,)`` pretrained embedding of the step. With a detector, a change it reports
         (``lag`` steps back) restarts the window before this step is answered."""
         changed = False
-        if inputs.seq % EMBED_EVERY == 0:
-            self._last_patch = self._t
+        emb = np.asarray(inputs.emb)
+        if self._prev_emb is None or not np.array_equal(emb, self._prev_emb):
+            self._last_patch = self._t  # a fresh embedding (held ones repeat): a patch step
+        self._prev_emb = emb.copy()
         if self.detector is not None:
             started = time.process_time()
             lag = self.detector.push(inputs)

@@ -259,3 +259,25 @@ def test_detector_finds_the_song_change(long_music, long_inputs, shipped_model, 
     assert abs(start - cut) <= 3.0
     assert (detected_at - start / 0.5) == detector.config.lag
     assert preds[-1].segment_start == start / 0.5
+
+
+def test_patch_steps_are_found_by_fresh_embeddings_not_by_seq(long_inputs, shipped_model):
+    """A continued session numbers its steps from any seq: the change-aware window must not
+    care (patch steps are where the embedding is fresh)."""
+    mfcc, lld, emb = long_inputs
+    script = {30: 6, 80: 6}
+    runs = []
+    for offset in (0, 3):
+        rt = MoodRuntime(shipped_model, detector=_ScriptedDetector(script))
+        runs.append(
+            [
+                rt.push(ModelInputs(t + offset, 0.5 * t, 0.5 * t + 0.5, mfcc[t], lld[t], emb[t]))[0]
+                for t in range(len(mfcc))
+            ]
+        )
+    a, b = runs
+    assert [p.window_start for p in a] == [p.window_start for p in b]
+    assert [p.embedding_ready for p in a] == [p.embedding_ready for p in b]
+    np.testing.assert_array_equal([p.probs for p in a], [p.probs for p in b])
+    assert a[29].window_start == 0 and a[30].window_start == 30  # change at 24, patch at 30
+    assert (a[30].segment_start, a[30].window_steps, a[30].embedding_ready) == (24, 1, True)
