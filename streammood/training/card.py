@@ -198,7 +198,7 @@ def render_model_card(manifest: dict[str, Any], command: str) -> str:
                 f"step; ROC AUC {_f(tw.get('roc_auc'))} per window (`report/ensemble/`).",
             ]
         lines += ["", "Pictures: `report/confusion_matrix.png`, `report/va_plane.png`."]
-    lines += _stream_lines(manifest.get("metrics", {}).get("stream", {}))
+    lines += _stream_lines(manifest.get("metrics", {}).get("stream", {}), twin=bool(refit))
     lines += [
         "",
         "## Reproduce",
@@ -235,9 +235,10 @@ def write_model_card(folder: Path, manifest: dict[str, Any], command: str) -> Pa
     return path
 
 
-def _stream_lines(stream: dict[str, Any]) -> list[str]:
+def _stream_lines(stream: dict[str, Any], twin: bool = False) -> list[str]:
     """The card's section on streams: the test songs played back to back (hard cuts, 4 s
-    crossfades) through the live path, fixed and change-aware window."""
+    crossfades) through the live path, fixed and change-aware window (``twin``: measured on the
+    held-out twin of a refitted model)."""
     if not stream:
         return []
     runs = [(k, v) for k, v in stream.items() if isinstance(v, dict) and "change_aware" in v]
@@ -246,7 +247,7 @@ def _stream_lines(stream: dict[str, Any]) -> list[str]:
     first = runs[0][1]
     lines = [
         "",
-        "## On streams (the test songs back to back)",
+        "## On streams (the test songs back to back" + (", held-out twin)" if twin else ")"),
         "",
         f"The {first['songs']} test songs in {first['streams']} streams (seeded order, a random "
         f"gain of {first['gain_db'][0]:g} to {first['gain_db'][1]:g} dB per song) through the live "
