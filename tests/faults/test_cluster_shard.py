@@ -55,6 +55,8 @@ def test_a_shard_restart_loses_and_doubles_nothing(redis_cluster, real_inputs,  
         assert wait_until(lambda: moods() >= 4, 60)
         subscriber = spawn("subscribe", "--redis-url", url, "--source", "live", "--json",
                            "--history", "100", "--count", str(n), stdout=subprocess.PIPE)
+        first = subscriber.stdout.readline()  # it is up (history read) before the shard goes
+        assert first, "subscribe printed nothing"
         assert wait_until(lambda: moods() >= 16, 60)
         redis_cluster.kill(shard)  # SIGKILL the master of the source's slot
         time.sleep(1.0)
@@ -64,7 +66,9 @@ def test_a_shard_restart_loses_and_doubles_nothing(redis_cluster, real_inputs,  
         frames.close(timeout=20)
         close_session(client, "streammood", session)
         assert wait_until(lambda: moods() >= n, 60)
-        out, err = subscriber.communicate(timeout=60)
+        out = subscriber.stdout.read()  # the rest of its lines, to its exit (--count n); not
+        subscriber.wait(60)  # communicate(): that reads the pipe past what readline buffered
+        err = subscriber.stderr.read()
         alive = worker.poll() is None
     finally:
         stop_all([p for p in (worker, subscriber) if p is not None])
@@ -73,4 +77,5 @@ def test_a_shard_restart_loses_and_doubles_nothing(redis_cluster, real_inputs,  
     history = [MoodMessage.from_json(f[b"json"]) for _, f in entries]
     assert [m.seq for m in history] == list(range(n)), "lost, doubled or reordered"
     assert subscriber.returncode == 0, err[-2000:]
-    assert sorted(json.loads(line)["seq"] for line in out.splitlines()) == list(range(n))
+    lines = (first + out).splitlines()
+    assert sorted(json.loads(line)["seq"] for line in lines) == list(range(n))
