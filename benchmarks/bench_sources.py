@@ -40,7 +40,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from live_harness import DATA, DEFAULT_MODEL, DEFAULT_REDIS_URL, load_avg, pct, proc_cpu
+from live_harness import (
+    DATA,
+    DEFAULT_MODEL,
+    DEFAULT_REDIS_URL,
+    load_avg,
+    pct,
+    proc_cpu,
+    start_subscriber,
+)
 
 
 def thread_cpu() -> dict[str, float]:
@@ -58,31 +66,6 @@ def thread_cpu() -> dict[str, float]:
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-SUBSCRIBER = r"""
-import json, sys, time, redis
-url, channel, out = sys.argv[1:4]
-r = redis.Redis.from_url(url)
-p = r.pubsub()
-p.subscribe(channel)
-while p.get_message(timeout=5) is None:
-    pass
-print("ready", flush=True)
-rows = []
-while True:
-    m = p.get_message(timeout=1.0)
-    t = time.time()
-    if m is None or m["type"] != "message":
-        continue
-    if m["data"] == b"END":
-        break
-    rows.append((t, m["data"]))
-with open(out, "w") as fh:
-    for t, data in rows:
-        d = json.loads(data)
-        fh.write(f"{t:.6f}\t{d['source']}\t{d['seq']}\t{d.get('captured_at', 0)}\n")
-"""
-
 
 def rss_mib() -> float:
     with open("/proc/self/statm") as fh:
@@ -137,13 +120,7 @@ def bench_n(artifact, n: int, url: str, prefix: str, warm: float, seconds: float
     specs = [SourceSpec(f"b{i:03d}", "file", str(p), loop=True) for i, p in enumerate(clips(n))]
     channel = Keys(prefix).mood_channel
     out = Path(tempfile.mkstemp(prefix="bench-sources-", suffix=".tsv")[1])
-    sub = subprocess.Popen(
-        [sys.executable, "-c", SUBSCRIBER, url, channel, str(out)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    if sub.stdout.readline().strip() != "ready":
-        raise RuntimeError("subscriber did not start")
+    sub = start_subscriber(url, channel, out)
     publisher = MoodPublisher(url, prefix, buffer=20_000, metrics_id=f"bench-{n}")
     published = [0]
     stop = threading.Event()
@@ -177,8 +154,9 @@ def bench_n(artifact, n: int, url: str, prefix: str, warm: float, seconds: float
     client.close()
     rows = [line.split("\t") for line in out.read_text().splitlines()]
     out.unlink()
+    Path(str(out) + ".err").unlink(missing_ok=True)
     (ta, ca, pa, _), (tb, cb, pb, rss1) = marks["start"], marks["end"]
-    lat = [float(t) - float(cap) for t, _s, _q, cap in rows if ta <= float(cap) <= tb]
+    lat = [float(r[0]) - float(r[5]) for r in rows if ta <= float(r[5]) <= tb]
     steps = pb - pa
     due = n * seconds / 0.5
     gap_steps = sum(s.gap_steps for s in stats.sources.values())

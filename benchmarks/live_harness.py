@@ -30,6 +30,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 CLK = os.sysconf("SC_CLK_TCK")
 
 # A subscriber in its own process: stamps each pub/sub message on arrival, parses afterwards.
+# Columns: receive time, source, seq, t_end, emitted_at, captured_at (0 when absent).
 SUBSCRIBER = r"""
 import json, sys, time, redis
 url, channel, out = sys.argv[1:4]
@@ -51,7 +52,8 @@ while True:
 with open(out, "w") as fh:
     for t, data in rows:
         d = json.loads(data)
-        fh.write(f"{t:.6f}\t{d['source']}\t{d['seq']}\t{d['t_end']}\t{d['emitted_at']}\n")
+        fh.write(f"{t:.6f}\t{d['source']}\t{d['seq']}\t{d['t_end']}\t{d['emitted_at']}"
+                 f"\t{d.get('captured_at') or 0}\n")
 """
 
 
@@ -115,7 +117,7 @@ def stop_subscriber(client, channel: str, proc: subprocess.Popen, out: Path) -> 
     proc.wait(timeout=60)
     rows = []
     for line in out.read_text().splitlines():
-        t, src, seq, t_end, emitted = line.split("\t")
+        t, src, seq, t_end, emitted = line.split("\t")[:5]
         rows.append((float(t), src, int(seq), float(t_end), float(emitted)))
     return rows
 
