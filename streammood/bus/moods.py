@@ -303,6 +303,19 @@ def _session(msg: MoodMessage) -> str | None:
     return getattr(msg, "session", None)
 
 
+def _caught_up(missed: list[MoodMessage], seen: _Seen) -> list[MoodMessage]:
+    """The messages read back from the history after a reconnect that were not yielded yet
+    (marked as seen), logged once as a count."""
+    if missed:
+        log.warning("caught up %d mood messages from the history", len(missed))
+    fresh = []
+    for msg in missed:
+        if seen.is_new(msg):
+            seen.add(msg)
+            fresh.append(msg)
+    return fresh
+
+
 def missed_messages(
     client: redis.Redis,
     prefix: str,
@@ -443,13 +456,9 @@ def subscribe_moods(
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                     continue  # still away: tried again after the next confirmation or read
                 catch_up = False
-                if missed:
-                    log.warning("caught up %d mood messages from the history", len(missed))
-                for msg in missed:
-                    if seen.is_new(msg):
-                        seen.add(msg)
-                        last = time.monotonic()
-                        yield msg
+                for msg in _caught_up(missed, seen):
+                    last = time.monotonic()
+                    yield msg
             elif (
                 kind != "message"
                 and idle_timeout is not None
@@ -524,13 +533,9 @@ def _subscribe_cluster(
                     subscribe_new()
                     missed = missed_messages(client, prefix, sorted(subscribed), seen, since_ms)
                     catch_up = False
-                    if missed:
-                        log.warning("caught up %d mood messages from the history", len(missed))
-                    for msg in missed:
-                        if seen.is_new(msg):
-                            seen.add(msg)
-                            last = time.monotonic()
-                            yield msg
+                    for msg in _caught_up(missed, seen):
+                        last = time.monotonic()
+                        yield msg
                 if time.monotonic() >= next_look:
                     next_look = time.monotonic() + SOURCES_EVERY
                     new = subscribe_new()
