@@ -109,7 +109,9 @@ def whole_file_reference(artifact, seconds: float = 60.0) -> dict:
     }
 
 
-def bench_n(artifact, n: int, url: str, prefix: str, warm: float, seconds: float) -> dict:
+def bench_n(
+    artifact, n: int, url: str, prefix: str, warm: float, seconds: float, rss_every: float = 0.0
+) -> dict:
     import redis
 
     from streammood.audio.mux import SourceSpec
@@ -125,6 +127,7 @@ def bench_n(artifact, n: int, url: str, prefix: str, warm: float, seconds: float
     published = [0]
     stop = threading.Event()
     marks: dict[str, tuple] = {}
+    memory: list[tuple[int, float, int]] = []  # (s into the window, RSS MiB, steps published)
 
     def count(_msg, _stats) -> None:
         published[0] += 1
@@ -135,7 +138,14 @@ def bench_n(artifact, n: int, url: str, prefix: str, warm: float, seconds: float
             return
         marks["start"] = (time.time(), proc_cpu(), published[0], rss_mib())
         marks["threads0"] = thread_cpu()
-        if stop.wait(seconds):
+        end = time.monotonic() + seconds
+        while rss_every > 0 and time.monotonic() + rss_every < end:
+            if stop.wait(rss_every):
+                return
+            elapsed = round(time.time() - marks["start"][0])
+            memory.append((elapsed, round(rss_mib(), 1), published[0]))
+            print(f"RSS {json.dumps(memory[-1])}", flush=True)
+        if stop.wait(max(0.0, end - time.monotonic())):
             return
         marks["end"] = (time.time(), proc_cpu(), published[0], rss_mib())
         marks["threads1"] = thread_cpu()
@@ -183,6 +193,7 @@ def bench_n(artifact, n: int, url: str, prefix: str, warm: float, seconds: float
         "dropped": dropped,
         "threads": marks["threads"][0],
         "batches": f"{stats.patches}/{stats.embed_calls} (max {stats.largest_batch})",
+        "memory": memory,
         "holds": dropped <= n and p99 < 1.0,  # +-1 step per source at the window's edges
     }
 
@@ -195,6 +206,9 @@ def main() -> None:
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument(
+        "--rss-every", type=float, default=0.0, help="also sample RSS every this many s (long runs)"
+    )
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one N, in this process
     ap.add_argument("--prefix", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -206,7 +220,7 @@ def main() -> None:
 
         r = bench_n(
             load_artifact(args.model), args.one, args.redis_url, args.prefix, args.warm,
-            args.seconds,
+            args.seconds, args.rss_every,
         )  # fmt: skip
         print("RESULT " + json.dumps(r), flush=True)
         return
@@ -240,6 +254,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--one", str(n), "--prefix", prefix]
             cmd += ["--seconds", str(args.seconds), "--warm", str(args.warm)]
             cmd += ["--model", args.model, "--redis-url", args.redis_url]
+            cmd += ["--rss-every", str(args.rss_every)]
             run = subprocess.run(cmd, capture_output=True, text=True)
             lines = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
             if not lines:
@@ -255,6 +270,14 @@ def main() -> None:
                 flush=True,
             )
             print(f"      CPU ms per step by thread: {r['split']}", flush=True)
+            if r["memory"]:
+                rss = [m[1] for m in r["memory"]]
+                listed = ", ".join(f"{v:.0f}" for v in rss)
+                print(
+                    f"      RSS every {args.rss_every:g} s (MiB): {listed}"
+                    f"; first→last {rss[0]:.1f}→{rss[-1]:.1f}, max {max(rss):.1f}",
+                    flush=True,
+                )
     finally:
         delete_keys(args.redis_url, prefix)
 
