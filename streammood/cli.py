@@ -272,12 +272,15 @@ def _run_many(
     duration: float | None,
     prefix: str,
     show: Callable[..., None] | None,
+    takeover: bool = False,
 ) -> None:
     """``listen``/``capture`` with ``--sources`` or ``--url``: every source in this process
-    (:func:`streammood.workers.many.run_many`)."""
+    (:func:`streammood.workers.many.run_many`), each under its own producer session. Exit 2
+    (one line) when a source was refused or fenced, once the others have finished."""
     from pathlib import Path
 
     from streammood.audio.mux import SourceSpec, load_sources
+    from streammood.bus.connection import connect
     from streammood.bus.embedded import ensure_redis
     from streammood.bus.keys import validate_source
     from streammood.runtime.artifact import load_artifact
@@ -313,10 +316,23 @@ def _run_many(
 
         publisher = FramePublisher(endpoint.url, prefix, metrics_id=name)
         kwargs = {"frames": publisher}
+    client = None
     try:
-        stats = run_many(specs, artifact, duration=duration, **kwargs)
+        client = connect(endpoint.url)
+        stats = run_many(
+            specs,
+            artifact,
+            duration=duration,
+            client=client,
+            prefix=prefix,
+            takeover=takeover,
+            report=lambda line: err.print(f"streammood: {line}"),
+            **kwargs,
+        )
     finally:
         pub = publisher.close(timeout=10.0)
+        if client is not None:
+            client.close()
         endpoint.close()
     for sid, s in stats.sources.items():
         err.print(
@@ -327,6 +343,13 @@ def _run_many(
         f"streammood: {stats.steps} steps, {pub.published} published, {pub.dropped} dropped "
         f"while Redis was away; {stats.patches} patches in {stats.embed_calls} embedding calls"
     )
+    lost = [f"{sid} {s.state.split(':')[0]}" for sid, s in stats.sources.items()
+            if s.state.startswith(("refused", "fenced"))]  # fmt: skip
+    if lost:
+        raise StreammoodError(
+            f"source(s) held or taken over by another producer session: {', '.join(lost)} "
+            "(stop that producer, or pass --takeover)"
+        )
 
 
 # --- live tagging ----------------------------------------------------------------------------
@@ -370,7 +393,7 @@ def listen(
 
         _run_many(
             "listen", sources, url, device, file, source_id, model, redis_url, duration, prefix,
-            line,
+            line, takeover,
         )  # fmt: skip
         return
     sid, artifact, endpoint, source = _open_live(
@@ -441,7 +464,7 @@ def capture(
     if sources or url:
         _run_many(
             "capture", sources, url, device, file, source_id, model, redis_url, duration, prefix,
-            None,
+            None, takeover,
         )  # fmt: skip
         return
     sid, artifact, endpoint, source = _open_live(

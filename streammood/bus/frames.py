@@ -248,9 +248,11 @@ class FramePublisher(Outbox[tuple[str, bytes, int, float]]):
 
     def _written(self, items: Sequence[tuple[str, bytes, int, float]], results: list) -> int:
         refused = 0
+        gone: set[int] = set()
         for slot, i in self._slots:
             if not results[slot]:
                 refused += 1
+                gone.add(i)
                 source = items[i][0]
                 if source not in self.fenced:
                     log.error(
@@ -261,6 +263,9 @@ class FramePublisher(Outbox[tuple[str, bytes, int, float]]):
                     )
                 self.fenced.add(source)
         self.fenced_frames += refused
+        for i, (source, frame, _, _) in enumerate(items):
+            if frame and i not in gone:
+                self._published_by[source] = self._published_by.get(source, 0) + 1
         return self._weight(items) - refused
 
 

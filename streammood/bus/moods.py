@@ -189,6 +189,8 @@ class MoodPublisher(Outbox[MoodMessage]):
             outcome = results[slot]
             if outcome == 1:
                 published += 1
+                src = items[i].source
+                self._published_by[src] = self._published_by.get(src, 0) + 1
             elif outcome == -1:
                 self.duplicates += 1
             else:

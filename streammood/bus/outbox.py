@@ -264,6 +264,8 @@ class Outbox(Generic[T]):
         self._queue: BoundedQueue[T] = BoundedQueue(buffer)
         self._stats = PublisherStats()  # published, reconnects, failures, connected
         self._extra: dict[str, Any] = {}
+        self._source_metrics: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._published_by: dict[str, int] = {}  # per source, by subclasses' _written
         self._metrics_due = 0.0
         self._lock = threading.Lock()  # the stats above; taken before the queue's own lock
         self._stop = threading.Event()
@@ -295,6 +297,20 @@ class Outbox(Generic[T]):
         update."""
         with self._lock:
             self._extra.update(fields)
+            self._metrics_due = 0.0
+
+    def update_source_metrics(
+        self, source: str, name: str | None = None, **fields: int | float | str
+    ) -> None:
+        """Fields for the metrics hash of one of the sources this publisher writes,
+        ``{prefix}:metrics:{name}`` (``name`` defaults to ``source``; many sources in one
+        process), written with every update from now on beside ``{kind}_published`` of that
+        source and the publisher's own ``{kind}_buffered``, ``_dropped`` and ``_reconnects``.
+        Not written for a source whose writes were fenced (its hash is the new producer's)."""
+        name = validate_source(name or source)
+        with self._lock:
+            held = self._source_metrics.setdefault(source, (name, {}))[1]
+            held.update(fields)
             self._metrics_due = 0.0
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -346,12 +362,12 @@ class Outbox(Generic[T]):
             if queue.closed and (not len(queue) or time.monotonic() >= self._deadline):
                 break
             wait = None
-            if self.metrics_id is not None:
+            if self._metrics_on():
                 with self._lock:
                     wait = max(0.0, self._metrics_due - time.monotonic())
             items = queue.take(self._batch, wait)
             with self._lock:
-                write_metrics = bool(self.metrics_id) and time.monotonic() >= self._metrics_due
+                write_metrics = self._metrics_on() and time.monotonic() >= self._metrics_due
                 extra = dict(self._extra)
             if not items and not write_metrics:
                 continue
@@ -406,7 +422,7 @@ class Outbox(Generic[T]):
                     self._metrics_due = 0.0
                 elif write_metrics:
                     self._metrics_due = time.monotonic() + METRICS_INTERVAL
-        if self.metrics_id:
+        if self._metrics_on():
             try:
                 pipe = pipeline(self._client)
                 self._add_metrics(pipe, dict(self._extra), 0)
@@ -426,4 +442,24 @@ class Outbox(Generic[T]):
             "updated_at": time.time(),
             **extra,
         }
-        pipe.hset(self.keys.metrics(self.metrics_id), mapping=fields)
+        if self.metrics_id is not None:
+            pipe.hset(self.keys.metrics(self.metrics_id), mapping=fields)
+        with self._lock:
+            per = {src: (name, dict(f)) for src, (name, f) in self._source_metrics.items()}
+        skip = getattr(self, "fenced", ())  # the publishers' fenced sources
+        shared = {
+            "updated_at",
+            *(f"{self.kind}_{c}" for c in ("buffered", "dropped", "reconnects")),
+        }
+        for src, (name, own) in per.items():
+            if src in skip:
+                continue
+            own = {
+                f"{self.kind}_published": self._published_by.get(src, 0),
+                **{k: v for k, v in fields.items() if k in shared},
+                **own,
+            }
+            pipe.hset(self.keys.metrics(name), mapping=own)
+
+    def _metrics_on(self) -> bool:
+        return self.metrics_id is not None or bool(self._source_metrics)

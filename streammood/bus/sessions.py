@@ -200,3 +200,35 @@ def close_session(client: redis.Redis, prefix: str, session: ProducerSession) ->
         return bool(script(keys=[keys.producer(session.source)], args=[session.session]))
     except redis.exceptions.RedisError:
         return False
+
+
+_RENEW = (
+    FENCE_LUA
+    + """
+if producer_fence() then return 1 end
+return 0
+"""
+)
+
+
+def renew_session(client: redis.Redis, prefix: str, session: ProducerSession) -> bool | None:
+    """Renew the producer lease of ``session`` between writes (a many-source producer whose
+    source is starting or reconnecting); the same check as a write's fence.
+
+    Returns
+    -------
+    bool or None
+        ``True``: renewed; ``False``: another session holds the source (fenced); ``None``:
+        Redis did not answer (never raises on Redis trouble).
+    """
+    keys = Keys.for_client(client, prefix)
+    lease = keys.producer(session.source)
+    try:
+        script = client.register_script(_RENEW)
+        reply = script(
+            keys=[lease, lease, keys.session(session.source)],
+            args=["", session.session, session.lease_ms],
+        )
+    except redis.exceptions.RedisError:
+        return None
+    return bool(int(reply))

@@ -17,6 +17,17 @@ much latency. When a source's audio is not continuous (a URL reconnected, a devi
 the worker fell behind and old audio was dropped) its features start afresh, its stream time
 jumps by the gap (``seq`` and ``t_start`` keep following the wall clock from the source's
 start), the gap is counted and its rolling window starts over.
+
+Given a Redis ``client``, every source is produced under its own **producer session**
+(:mod:`streammood.bus.sessions`), as one ``listen``/``capture`` would: opened before audio
+flows (a source held by another live session is refused and reported, unless ``takeover``; the
+other sources go on), its lease renewed by the calling thread between writes, its messages or
+frames stamped with the session id and continuing the source's ``seq`` and stream time from
+where its last session left off (so a killed process restarted loses no step number and
+repeats none). A source taken over by another producer is fenced and stops alone. Sessions are
+closed (leases given back) once the publisher has delivered what it holds. Each source also has
+its own metrics hash, ``{prefix}:metrics:{id}`` (``capture-{id}`` in capture mode), updated about
+once a second.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import redis
 
 from streammood.audio.decode import to_mono
 from streammood.audio.mux import (
@@ -40,10 +52,18 @@ from streammood.audio.mux import (
     SourceSpec,
     first_sample_time,
 )
+from streammood.bus.connection import RedisUnavailableError
 from streammood.bus.frames import FramePublisher, encode_inputs
-from streammood.bus.keys import validate_source
+from streammood.bus.keys import DEFAULT_PREFIX, validate_source
 from streammood.bus.moods import MoodPublisher
 from streammood.bus.schema import MoodMessage
+from streammood.bus.sessions import (
+    ProducerBusyError,
+    ProducerSession,
+    close_session,
+    open_session,
+    renew_session,
+)
 from streammood.errors import StreammoodError
 from streammood.features.extractor import ModelInputs, StreamingExtractor
 from streammood.features.service import EmbeddingService
@@ -59,6 +79,9 @@ __all__ = ["LaneStats", "ManyStats", "run_many"]
 
 MAX_ERRORS = 5
 """Feature or model failures in a row after which a source is dropped."""
+
+RENEW_S = 1.0
+"""Seconds between renewals of the producer leases (they last 3 s)."""
 
 
 @dataclass
@@ -83,7 +106,10 @@ class LaneStats:
     reconnects : int
         Times the source was reopened after a failure.
     state : str
-        ``running``, ``ended``, ``failed: ...`` or ``dropped: ...``.
+        ``running``, ``ended``, ``failed: ...``, ``dropped: ...``, ``refused: ...`` (another
+        producer session held the source) or ``fenced: ...`` (another one took it over).
+    session : str or None
+        Id of the source's producer session (``None``: run without sessions, or refused).
     """
 
     steps: int = 0
@@ -94,6 +120,21 @@ class LaneStats:
     errors: int = 0
     reconnects: int = 0
     state: str = "starting"
+    session: str | None = None
+
+    def as_metrics(self) -> dict[str, int | float | str]:
+        """The fields of the source's metrics hash."""
+        return {
+            "steps": self.steps,
+            "rejected_steps": self.rejected,
+            "gaps": self.gaps,
+            "gap_steps": self.gap_steps,
+            "audio_dropped_s": round(self.dropped_s, 3),
+            "errors": self.errors,
+            "reconnects": self.reconnects,
+            "state": self.state,
+            "session": self.session or "",
+        }
 
 
 @dataclass
@@ -113,13 +154,24 @@ class ManyStats:
 class _Lane:
     """One source inside the worker."""
 
-    def __init__(self, key: int, spec: SourceSpec, sid: str, run: _Run) -> None:
+    def __init__(
+        self,
+        key: int,
+        spec: SourceSpec,
+        sid: str,
+        run: _Run,
+        session: ProducerSession | None = None,
+    ) -> None:
         self.key = key
         self.spec = spec
         self.sid = sid
         self.run = run
-        self.stats = LaneStats()
+        self.session = session
+        self.stats = LaneStats(session=None if session is None else session.session)
         self.mood = MoodStage(run.artifact, sid, run.step_model) if run.moods_mode else None
+        if self.mood is not None and session is not None:
+            self.mood.start_session(session.session, session.seq0, session.t0)
+        self.metrics_name = sid if run.moods_mode else f"capture-{sid}"[:64].rstrip("-._")
         self.ex: StreamingExtractor | None = None
         self.epoch = -1
         self.offset = 0
@@ -225,6 +277,16 @@ class _Lane:
         self.done = True
         self.stats.state = "ended" if error is None else f"failed: {error}"
 
+    def fence(self) -> None:
+        """Another producer session took the source over: stop it alone (what is not yet
+        written would be refused)."""
+        self.close()
+        self.stats.state = "fenced: another producer session took the source over"
+        log.warning(
+            "source %s: another producer session took it over; it stops (the others go on)",
+            self.sid,
+        )
+
     def close(self) -> None:
         self._close_extractor(finish=False)
         if self.spare is not None:
@@ -299,7 +361,18 @@ class _Run:
 
     def publish(self, lane: _Lane, inputs: ModelInputs) -> None:
         if self.frames is not None:
-            self.frames.publish(encode_inputs(lane.sid, inputs, self.embedder_id), lane.sid)
+            session = lane.session
+            if session is None:
+                self.frames.publish(encode_inputs(lane.sid, inputs, self.embedder_id), lane.sid)
+            else:  # the session's stream goes on from where the last one ended
+                inputs = replace(
+                    inputs,
+                    seq=inputs.seq + session.seq0,
+                    t_start=inputs.t_start + session.t0,
+                    t_end=inputs.t_end + session.t0,
+                )
+                frame = encode_inputs(lane.sid, inputs, self.embedder_id, session.session)
+                self.frames.publish(frame, lane.sid, seq=inputs.seq, t_end=inputs.t_end)
             lane.stats.steps += 1
             return
         try:
@@ -328,6 +401,10 @@ def run_many(
     max_backlog_s: float = 8.0,
     max_batch: int = 16,
     embed_threads: int | None = None,
+    client: redis.Redis | None = None,
+    prefix: str = DEFAULT_PREFIX,
+    takeover: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> ManyStats:
     """Tag (or, with ``frames``, capture) every source of ``specs`` until all have ended,
     ``duration`` seconds of audio per source have been published, ``stop`` is set, or Ctrl-C.
@@ -355,48 +432,89 @@ def run_many(
         Most patches per embedding call.
     embed_threads : int, optional
         Embedding interpreters (one thread each); default 1, 2 from 8 sources on.
+    client : redis.Redis, optional
+        Produce every source under a producer session opened (and closed) with this client
+        (with a publisher only); without it, a capture starts each frame stream afresh and
+        messages carry no session.
+    prefix : str
+        Key prefix of the sessions.
+    takeover : bool
+        Take sources held by another live session over instead of refusing them.
+    report : callable, optional
+        Called with one line per source: its session, or why it was refused.
 
     Returns
     -------
     ManyStats
+
+    Raises
+    ------
+    ProducerBusyError
+        Every source is held by another live producer session (and not ``takeover``).
+    RedisUnavailableError
+        Redis failed while the sessions were opened.
     """
     if not specs:
         raise StreammoodError("no sources")
     sids = [validate_source(s.id) for s in specs]
+    publisher = moods or frames
+    if client is not None and publisher is None:
+        raise ValueError("producer sessions need a publisher")
     stop = stop or threading.Event()
     max_steps = None if duration is None else max(0, int(round(duration / STEP_SECONDS)))
     stats = ManyStats()
     errors: list[BaseException] = []
-    inbox = Inbox(len(specs), max_backlog_s)
+    say = report or log.info
     _warm_tables()
     n_embed = embed_threads or (2 if len(specs) >= 8 else 1)
     service = EmbeddingService([artifact.embedder() for _ in range(n_embed)], max_batch=max_batch)
     mux: SourceMux | None = None
     lanes: list[_Lane] = []
+    sessions: dict[str, ProducerSession] = {}
     try:
+        refused: dict[str, str] = {}
+        if client is not None:
+            sessions, refused = _open_sessions(client, prefix, sids, takeover, say)
+        chosen = [(spec, sid) for spec, sid in zip(specs, sids, strict=True) if sid not in refused]
+        if not chosen:
+            raise ProducerBusyError(
+                next(iter(refused.values()))
+                if len(refused) == 1
+                else f"every source ({', '.join(refused)}) is already being produced by another "
+                "session: stop those producers, or pass --takeover to take them over"
+            )
+        inbox = Inbox(len(chosen), max_backlog_s)
         run = _Run(artifact, inbox, service, moods, frames, max_steps, on_message)
-        for i, (spec, sid) in enumerate(zip(specs, sids, strict=True)):
-            lanes.append(_Lane(i, spec, sid, run))  # one by one: closed below if one fails
-        for lane in lanes:
-            stats.sources[lane.sid] = lane.stats
-            if frames is not None:
-                frames.begin(lane.sid)
+        for i, (spec, sid) in enumerate(chosen):  # one by one: closed below if one fails
+            lanes.append(_Lane(i, spec, sid, run, sessions.get(sid)))
+        by_id = {lane.sid: lane for lane in lanes}
+        for sid in sids:
+            if sid in refused:
+                stats.sources[sid] = LaneStats(state=f"refused: {refused[sid]}")
+                continue
+            stats.sources[sid] = by_id[sid].stats
+            if sid in sessions:
+                publisher.bind(sessions[sid])
+            elif frames is not None:
+                frames.begin(sid)
         # patches of sources started together would all be due at once: spread them
-        mux = SourceMux(specs, inbox, stagger_s=EMBED_EVERY * STEP_SECONDS)
+        mux = SourceMux([spec for spec, _ in chosen], inbox, stagger_s=EMBED_EVERY * STEP_SECONDS)
         done = threading.Event()
         worker = threading.Thread(
             target=_work,
-            args=(lanes, inbox, mux, stop, max_steps, moods or frames, errors, done),
+            args=(lanes, inbox, mux, stop, max_steps, publisher, errors, done),
             name="streammood-sources",
             daemon=True,
         )
         mux.start()
         worker.start()
         # wait on an Event, not Thread.join: a Ctrl-C inside join() can leave CPython 3.11
-        # believing the thread stopped while it runs on (bpo-45274's fix releases its lock)
+        # believing the thread stopped while it runs on (bpo-45274's fix releases its lock);
+        # meanwhile keep the leases of sources that are starting or reconnecting
         try:
-            while not done.wait(0.2):
-                pass
+            while not done.wait(RENEW_S if sessions else 0.2):
+                if sessions:
+                    _renew(client, prefix, lanes, publisher)
         except KeyboardInterrupt:
             stop.set()
             done.wait()
@@ -413,9 +531,54 @@ def run_many(
         stats.patches = service.stats.patches
         stats.embed_calls = service.stats.calls
         stats.largest_batch = service.stats.largest_batch
+        if sessions:  # the leases go back once what the sessions wrote is in Redis
+            if publisher is not None:
+                publisher.flush(10.0)
+            for session in sessions.values():
+                close_session(client, prefix, session)
     if errors:
         raise errors[0]
     return stats
+
+
+def _open_sessions(
+    client: redis.Redis, prefix: str, sids: list[str], takeover: bool, say: Callable[[str], None]
+) -> tuple[dict[str, ProducerSession], dict[str, str]]:
+    """Open a producer session per source: ``(sessions, refused)``, refused ones with the
+    reason; on a Redis failure the opened ones are closed again."""
+    sessions: dict[str, ProducerSession] = {}
+    refused: dict[str, str] = {}
+    try:
+        for sid in sids:
+            try:
+                sessions[sid] = open_session(client, prefix, sid, takeover=takeover)
+            except ProducerBusyError as exc:
+                refused[sid] = str(exc)
+                say(f"refused: {exc}")
+                continue
+            say(sessions[sid].describe())
+    except redis.exceptions.RedisError as exc:
+        for session in sessions.values():
+            close_session(client, prefix, session)
+        raise RedisUnavailableError(
+            f"Redis failed to open the producer session of '{sid}' ({type(exc).__name__})"
+        ) from None
+    return sessions, refused
+
+
+def _renew(
+    client: redis.Redis, prefix: str, lanes: list[_Lane], publisher: MoodPublisher | FramePublisher
+) -> None:
+    """Renew the producer lease of every running source; one another session holds is marked
+    fenced (the worker stops it). Stops at the first source Redis does not answer for."""
+    for lane in lanes:
+        if lane.session is None or lane.done or lane.sid in publisher.fenced:
+            continue
+        held = renew_session(client, prefix, lane.session)
+        if held is None:
+            return
+        if not held:
+            publisher.fenced.add(lane.sid)
 
 
 def _warm_tables() -> None:
@@ -461,6 +624,10 @@ def _work(
                 lane.stats.dropped_s = inbox.dropped_seconds[lane.key]
             if mux.error is not None:
                 raise mux.error
+            fenced = () if publisher is None else publisher.fenced
+            for lane in lanes:
+                if lane.sid in fenced and not lane.done:
+                    lane.fence()
             if all(
                 lane.done or (max_steps is not None and lane.stats.steps >= max_steps)
                 for lane in lanes
@@ -471,7 +638,9 @@ def _work(
                 break
             if publisher is not None and now >= next_metrics:
                 next_metrics = now + 1.0
-                publisher.update_metrics(**_metrics(lanes))
+                for lane, st in zip(lanes, mux.status(), strict=True):
+                    lane.stats.reconnects = st["reconnects"]
+                _update_metrics(publisher, lanes)
     except BaseException as exc:  # noqa: BLE001 - re-raised by run_many
         errors.append(exc)
     finally:
@@ -479,9 +648,18 @@ def _work(
             for lane in lanes:
                 lane.close()
             if publisher is not None:
-                publisher.update_metrics(**_metrics(lanes))
+                _update_metrics(publisher, lanes)
         finally:
             done.set()
+
+
+def _update_metrics(publisher: MoodPublisher | FramePublisher, lanes: list[_Lane]) -> None:
+    """The run's metrics hash and every source's own (not a fenced one's: the hash is the new
+    producer's now)."""
+    publisher.update_metrics(**_metrics(lanes))
+    for lane in lanes:
+        if lane.sid not in publisher.fenced:
+            publisher.update_source_metrics(lane.sid, lane.metrics_name, **lane.stats.as_metrics())
 
 
 def _metrics(lanes: list[_Lane]) -> dict[str, int | float | str]:
