@@ -188,8 +188,9 @@ def _default_source_id(device: str | None, file: str | None) -> str:
 
 
 TAKEOVER_HELP = (
-    "Take the source over from a running producer with the same --source-id (its frames or "
-    "moods are refused from then on) instead of refusing to start."
+    "Take the source over from a running producer with the same --source-id (with --sources: "
+    "every source of the file; its frames or moods are refused from then on) instead of "
+    "refusing to start."
 )
 
 
