@@ -16,7 +16,12 @@ from streammood.bus.codec import decode_frame
 from streammood.bus.frames import FramePublisher
 from streammood.bus.keys import Keys
 from streammood.bus.moods import MoodPublisher
-from streammood.bus.sessions import ProducerBusyError, close_session, open_session
+from streammood.bus.sessions import (
+    ProducerBusyError,
+    close_session,
+    open_session,
+    renew_session,
+)
 from streammood.workers.many import run_many
 from tests.workers.conftest import WorkerThread, history, wait_until
 from tests.workers.test_shutdown import _assert_clean, _left, _start
@@ -29,6 +34,28 @@ def _text(d: dict) -> dict[str, str]:
 def _specs(clips, ids, **kw) -> list[SourceSpec]:
     return [SourceSpec(sid, "file", str(p), realtime=False, **kw)
             for sid, p in zip(ids, clips, strict=True)]
+
+
+def test_renewing_a_lease_between_writes_is_fenced_like_a_write(redis_namespace):
+    """What the calling thread of a ``--sources`` run does every second: renew the lease while
+    it is the session's, take it again once lapsed while the session hash still names the
+    session, and report fenced once another session holds the source."""
+    url, prefix = redis_namespace
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(url)
+    a = open_session(client, prefix, "r")
+    client.pexpire(keys.producer("r"), 200)
+    assert renew_session(client, prefix, a) is True
+    assert client.pttl(keys.producer("r")) > 2_000  # renewed to the full lease
+    client.delete(keys.producer("r"))  # lapsed (e.g. Redis away): taken again
+    assert renew_session(client, prefix, a) is True
+    assert client.get(keys.producer("r")).decode() == a.session
+    b = open_session(client, prefix, "r", takeover=True)
+    assert renew_session(client, prefix, a) is False
+    assert client.get(keys.producer("r")).decode() == b.session  # untouched
+    client.delete(keys.producer("r"))  # b's lapsed: a may not take it, b still named
+    assert renew_session(client, prefix, a) is False and client.get(keys.producer("r")) is None
+    client.close()
 
 
 def test_each_source_continues_its_session_and_has_its_own_metrics(
