@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -62,9 +64,24 @@ _SMILE_NOT_WRITTEN = 8
 @cache
 def _lib():
     """``opensmile.core.lib``: the SMILEapi shared library of the ``opensmile`` wheel with its
-    ctypes signatures (shared with the package: never change them)."""
-    from opensmile.core import lib
+    ctypes signatures (shared with the package: never change them).
 
+    The package's own module when it is imported already; otherwise that one file (ctypes and
+    NumPy only) is loaded by itself: importing the package runs ``opensmile/__init__``, which
+    imports pandas and audobject (0.4-0.8 s of a cold process's CPU) that streammood never uses.
+    """
+    if (lib := sys.modules.get("opensmile.core.lib")) is not None:
+        return lib
+    spec = importlib.util.find_spec("opensmile")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - a broken wheel
+        from opensmile.core import lib
+
+        return lib
+    path = Path(next(iter(spec.submodule_search_locations))) / "core" / "lib.py"
+    lib_spec = importlib.util.spec_from_file_location("streammood_smileapi", path)
+    assert lib_spec is not None and lib_spec.loader is not None
+    lib = importlib.util.module_from_spec(lib_spec)
+    lib_spec.loader.exec_module(lib)
     return lib
 
 
@@ -80,9 +97,12 @@ def load_library() -> None:
 
 @cache
 def _package_config_root() -> Path:
-    import opensmile
+    spec = importlib.util.find_spec("opensmile")  # the package's folder, without importing it
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - a broken wheel
+        import opensmile
 
-    return Path(opensmile.__file__).resolve().parent / "core" / "config"
+        return Path(opensmile.__file__).resolve().parent / "core" / "config"
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "core" / "config"
 
 
 def _options(stream: bool) -> dict[str, str]:
