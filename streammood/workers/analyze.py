@@ -1,5 +1,6 @@
 """``analyze``: the offline mood timeline of audio files, through the same features and model
-as ``listen`` (no Redis), one process per file on all cores."""
+as ``listen`` (no Redis), one process per file on all cores; with fewer files than cores a
+file's features take two threads (:func:`~streammood.features.extractor.extract_offline`)."""
 
 from __future__ import annotations
 
@@ -104,14 +105,17 @@ def _finite(value: float) -> float | None:
     return round(value, 5) if np.isfinite(value) else None
 
 
-def timeline_of_signal(y: np.ndarray, sr: int, artifact: ModelArtifact, path: str = "") -> Timeline:
+def timeline_of_signal(
+    y: np.ndarray, sr: int, artifact: ModelArtifact, path: str = "", *, threads: int = 2
+) -> Timeline:
     """Mood timeline of a whole signal ``(n,)`` at ``sr`` Hz.
 
     The model is warmed up on a known input first (``ModelError`` if it does not compute); a
     step whose output is not a valid prediction is NaN in the timeline and the window starts
-    over after it, as in ``listen``.
+    over after it, as in ``listen``. ``threads`` (1 or 2) is handed to
+    :func:`~streammood.features.extractor.extract_offline`; the timeline does not depend on it.
     """
-    feats = extract_offline(y, sr, check_embedder(artifact.embedder()))
+    feats = extract_offline(y, sr, check_embedder(artifact.embedder()), threads=threads)
     step_model = StepModel(artifact)
     warm_up(artifact, step_model)
     runtime = MoodRuntime(
@@ -148,10 +152,14 @@ def timeline_of_signal(y: np.ndarray, sr: int, artifact: ModelArtifact, path: st
     )
 
 
-def _analyze_one(path: str, model_dir: str) -> Timeline | str:
+def _analyze_one(
+    path: str, model_dir: str, threads: int = 2, artifact: ModelArtifact | None = None
+) -> Timeline | str:
+    """Timeline of one file, or the reason it failed (``artifact``: loaded already, in-process)."""
     try:
         y, sr = load_audio(path)
-        return timeline_of_signal(y, sr, load_artifact(model_dir, verify=False), path)
+        art = artifact if artifact is not None else load_artifact(model_dir, verify=False)
+        return timeline_of_signal(y, sr, art, path, threads=threads)
     except StreammoodError as exc:
         return str(exc)
 
@@ -172,12 +180,17 @@ def analyze_files(
     """
     warm_up(artifact)  # a model that does not compute fails here, once, not once per file
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(paths)))
+    # fewer processes than cores (one long file): each file's features use two threads
+    threads = 2 if jobs < (os.cpu_count() or 1) else 1
     timelines, errors = [], []
     if jobs == 1:
-        results = (_analyze_one(str(p), str(artifact.path)) for p in paths)
+        results = (_analyze_one(str(p), str(artifact.path), threads, artifact) for p in paths)
     else:
         pool = ProcessPoolExecutor(jobs)
-        results = pool.map(_analyze_one, [str(p) for p in paths], [str(artifact.path)] * len(paths))
+        n = len(paths)
+        results = pool.map(
+            _analyze_one, [str(p) for p in paths], [str(artifact.path)] * n, [threads] * n
+        )
     for path, result in zip(paths, results, strict=True):
         if isinstance(result, Timeline):
             timelines.append(result)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from streammood.audio.decode import load_audio
@@ -94,3 +95,34 @@ def test_timeline_rows_carry_the_segment(long_music, fourq_clips, shipped_model,
         got = list(csv.DictReader(fh))
     assert {"segment_start", "segment_steps", "embedding_ready", "changed"} <= set(got[0])
     assert float(got[-1]["segment_start"]) == rows[-1]["segment_start"]
+
+
+def test_two_feature_threads_give_the_same_timeline(long_music, shipped_model):
+    """The timeline of ~60 s of real music is the same with the features on one or two threads
+    (the CSV rows equal, every value)."""
+    from streammood.workers.analyze import timeline_of_signal
+
+    y, sr = long_music
+    one = timeline_of_signal(y, sr, shipped_model, "two.wav", threads=1)
+    two = timeline_of_signal(y, sr, shipped_model, "two.wav", threads=2)
+    assert len(one.rows()) == 120 and one.rows() == two.rows()
+    np.testing.assert_array_equal(one.probs, two.probs)
+
+
+def test_one_file_in_process_uses_two_feature_threads(music_clip, shipped_model, monkeypatch):
+    """``analyze_files`` of one file (one process) gives its features two threads, and the
+    artifact it was given is used as is (not loaded again)."""
+    import streammood.workers.analyze as analyze
+
+    seen: list[int] = []
+    extract = analyze.extract_offline
+
+    def spy(y, sr, embedder=None, *, threads=2):
+        seen.append(threads)
+        return extract(y[: 10 * sr], sr, embedder, threads=threads)
+
+    monkeypatch.setattr(analyze, "extract_offline", spy)
+    monkeypatch.setattr(analyze, "load_artifact", lambda *a, **k: pytest.fail("loaded again"))
+    monkeypatch.setattr(analyze.os, "cpu_count", lambda: 2)
+    timelines, errors = analyze.analyze_files([music_clip], shipped_model, jobs=1)
+    assert not errors and len(timelines[0].t_start) == 20 and seen == [2]
