@@ -15,21 +15,24 @@ streammood puts model inputs together.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from streammood.audio.framer import Framer, Step
 from streammood.features.embedding import MusicnnEmbedder, hold_embeddings
-from streammood.features.mel import MelPatcher, mel_patches_offline
+from streammood.features.mel import MelPatcher, log_mel_frames, patch_steps
 from streammood.features.mfcc import mfcc_block, mfcc_offline
 from streammood.features.service import EmbeddingService
 from streammood.features.smile import StreamingSmile, lld_names, lld_offline
 from streammood.layout import (
     MEL_BANDS,
+    MEL_HOP,
+    MEL_N_FFT,
     MEL_PATCH_FRAMES,
     MFCC_FRAMES,
     MFCC_HISTORY,
@@ -415,13 +418,26 @@ class FeatureSet:
         return out
 
 
-def extract_offline(y: np.ndarray, sr: int, embedder: MusicnnEmbedder | None = None) -> FeatureSet:
+EMBED_BATCH = 8
+"""Patches per embedder call offline: memory stays bounded on long files (one batch's input is
+0.6 MiB) and two threads can share the patches of one file."""
+
+
+def extract_offline(
+    y: np.ndarray, sr: int, embedder: MusicnnEmbedder | None = None, *, threads: int = 2
+) -> FeatureSet:
     """Model inputs of a whole signal, equal to streaming it through :class:`StreamingExtractor`.
 
     Frames the signal with the same :class:`~streammood.audio.framer.Framer` (same resampler)
     and gives openSMILE the same input as the live path: every 16 kHz sample, including the
-    leftover after the last whole step, then end of input. The patches are embedded in one
-    batch and held between patch steps (:func:`~streammood.features.embedding.hold_embeddings`).
+    leftover after the last whole step, then end of input. The patches are embedded in batches
+    of :data:`EMBED_BATCH` and held between patch steps
+    (:func:`~streammood.features.embedding.hold_embeddings`).
+
+    With ``threads=2`` one worker thread runs openSMILE (its engine releases the GIL) while this
+    thread computes the mel patches and embeds them (LiteRT releases the GIL too); once openSMILE
+    is done the worker embeds the remaining batches on a second 1-thread interpreter of the same
+    model, and the MFCC blocks come last. The values do not depend on ``threads``.
 
     Parameters
     ----------
@@ -430,7 +446,11 @@ def extract_offline(y: np.ndarray, sr: int, embedder: MusicnnEmbedder | None = N
     sr : int
         Sample rate, Hz.
     embedder : MusicnnEmbedder, optional
-        The pretrained embedding (without one, ``emb`` is ``(n, 0)``).
+        The pretrained embedding (without one, ``emb`` is ``(n, 0)``). Called from this thread
+        only; the worker thread uses its own interpreter.
+    threads : int
+        1: every part in this thread, one after the other; 2 (default): openSMILE and half the
+        embedding in one worker thread, stopped before returning.
 
     Returns
     -------
@@ -440,6 +460,8 @@ def extract_offline(y: np.ndarray, sr: int, embedder: MusicnnEmbedder | None = N
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"extract_offline needs mono (samples,) audio, got shape {y.shape}")
+    if threads not in (1, 2):
+        raise ValueError(f"threads must be 1 or 2, got {threads}")
     emb_dim = embedder.dim if embedder is not None else 0
     framer = Framer(sr)
     steps = framer.push(y) + framer.finish()
@@ -448,21 +470,104 @@ def extract_offline(y: np.ndarray, sr: int, embedder: MusicnnEmbedder | None = N
         return FeatureSet.empty(emb_dim)
     y22 = np.concatenate([s.y22 for s in steps])
     y16 = np.concatenate([s.y16 for s in steps])
-    patch_steps, patches = mel_patches_offline(y16)
-    if embedder is None:
-        emb = np.zeros((n, 0), np.float32)
+    del steps
+    smile_in = np.concatenate([y16, framer.pending16()])
+    work = _PatchWork(y16, n, emb_dim)
+    if threads == 1:
+        lld = lld_offline(smile_in, n)
+        if embedder is not None:
+            work.embed_with(embedder)
+        else:
+            work.fill()
     else:
-        emb = hold_embeddings(patch_steps, embedder.embed(patches), n)
+        with ThreadPoolExecutor(1, thread_name_prefix="streammood-offline") as pool:
+            helper = pool.submit(_smile_then_embed, smile_in, n, work, embedder)
+            try:
+                if embedder is not None:
+                    work.embed_with(embedder)
+                else:
+                    work.fill()
+            finally:
+                work.stop_on_error = True  # the worker takes no batch after a failure here
+            lld = helper.result()
     seq = np.arange(n, dtype=np.int64)
     return FeatureSet(
         mfcc=mfcc_offline(y22),
-        lld=lld_offline(np.concatenate([y16, framer.pending16()]), n),
-        emb=emb,
+        lld=lld,
+        emb=hold_embeddings(work.steps, work.emb, n) if embedder is not None else work.emb,
         t_start=seq * STEP_SECONDS,
         seq=seq,
-        patch_steps=patch_steps,
-        mel_patches=patches,
+        patch_steps=work.steps,
+        mel_patches=work.patches,
     )
+
+
+class _PatchWork:
+    """The mel patches of a whole signal and their embeddings, computed batch by batch by one
+    or two threads (each takes the next batch not taken yet; a patch is 187 mel frames cut from
+    just the audio it covers, so no whole-signal spectrogram is ever held).
+
+    ``steps`` ``(k,)`` int64 patch steps, ``patches`` ``(k, 187, 96)`` float32, ``emb``
+    ``(k, D)`` float32 (``(n, 0)`` without an embedder, once :meth:`fill` ran).
+    """
+
+    def __init__(self, y16: np.ndarray, n_steps: int, emb_dim: int) -> None:
+        self.y16 = y16
+        self.steps = patch_steps(n_steps)
+        k = len(self.steps)
+        self.patches = np.zeros((k, MEL_PATCH_FRAMES, MEL_BANDS), np.float32)
+        self.emb = np.zeros((k, emb_dim) if emb_dim else (n_steps, 0), np.float32)
+        self._taken = 0  # patches handed out so far
+        self._lock = threading.Lock()
+        self.stop_on_error = False
+
+    @property
+    def left(self) -> bool:
+        """Some batch is not taken yet."""
+        return not self.stop_on_error and self._taken < len(self.steps)
+
+    def _next(self) -> int | None:
+        """First patch of the next batch not taken, or None."""
+        with self._lock:
+            if not self.left:
+                return None
+            b0, self._taken = self._taken, self._taken + EMBED_BATCH
+            return b0
+
+    def _cut(self, b0: int, b1: int) -> None:
+        """Patches ``b0 .. b1 - 1``: each the 187 frames ending at its step's end, equal to
+        :func:`~streammood.features.mel.mel_patches_offline` (zeros before frame 0)."""
+        for i in range(b0, b1):
+            end = ((int(self.steps[i]) + 1) * SMILE_STEP_SAMPLES - MEL_N_FFT) // MEL_HOP + 1
+            first = max(0, end - MEL_PATCH_FRAMES)
+            seg = self.y16[first * MEL_HOP : (end - 1) * MEL_HOP + MEL_N_FFT]
+            frames = log_mel_frames(seg)
+            self.patches[i, MEL_PATCH_FRAMES - len(frames) :] = frames
+
+    def fill(self) -> None:
+        """Cut the patches not taken yet (no embedder)."""
+        while (b0 := self._next()) is not None:
+            self._cut(b0, min(b0 + EMBED_BATCH, len(self.steps)))
+
+    def embed_with(self, embedder: MusicnnEmbedder) -> None:
+        """Cut and embed the batches not taken yet, with ``embedder`` (this thread's own)."""
+        while (b0 := self._next()) is not None:
+            b1 = min(b0 + EMBED_BATCH, len(self.steps))
+            self._cut(b0, b1)
+            self.emb[b0:b1] = embedder.embed(self.patches[b0:b1])
+
+
+def _smile_then_embed(
+    y16: np.ndarray, n_steps: int, work: _PatchWork, embedder: MusicnnEmbedder | None
+) -> np.ndarray:
+    """The worker thread of :func:`extract_offline`: openSMILE's statistics ``(n, 260)``, then
+    a share of the patches on a second interpreter of the same model."""
+    lld = lld_offline(y16, n_steps)
+    if embedder is None:
+        work.fill()
+    elif work.left:  # a second interpreter only when batches are left (~20 ms to set up)
+        work.embed_with(MusicnnEmbedder(embedder.path, num_threads=1))
+    return lld
 
 
 def extract_stream(
