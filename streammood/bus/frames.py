@@ -170,8 +170,6 @@ class FramePublisher(Outbox[tuple[str, bytes, int, float]]):
     ) -> None:
         self.maxlen = maxlen
         self.sessions: dict[str, ProducerSession] = {}
-        self.fenced: set[str] = set()
-        """Sources whose session was taken over (their frames are refused)."""
         self.fenced_frames = 0
         self._slots: list[tuple[int, int]] = []  # (pipeline command index, item index)
         super().__init__(client_or_url, prefix, **kwargs)
@@ -265,7 +263,7 @@ class FramePublisher(Outbox[tuple[str, bytes, int, float]]):
         self.fenced_frames += refused
         for i, (source, frame, _, _) in enumerate(items):
             if frame and i not in gone:
-                self._published_by[source] = self._published_by.get(source, 0) + 1
+                self._count_published(source)
         return self._weight(items) - refused
 
 

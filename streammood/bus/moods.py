@@ -118,8 +118,6 @@ class MoodPublisher(Outbox[MoodMessage]):
     ) -> None:
         self.fence_worker = None if fence_worker is None else validate_source(fence_worker)
         self.sessions: dict[str, ProducerSession] = {}
-        self.fenced: set[str] = set()
-        """Sources whose writes were refused (session taken over, or lease lost)."""
         self.fenced_moods = 0
         self.duplicates = 0
         """Messages not written because the same session's step was already published."""
@@ -189,8 +187,7 @@ class MoodPublisher(Outbox[MoodMessage]):
             outcome = results[slot]
             if outcome == 1:
                 published += 1
-                src = items[i].source
-                self._published_by[src] = self._published_by.get(src, 0) + 1
+                self._count_published(items[i].source)
             elif outcome == -1:
                 self.duplicates += 1
             else:

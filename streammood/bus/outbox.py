@@ -265,7 +265,10 @@ class Outbox(Generic[T]):
         self._stats = PublisherStats()  # published, reconnects, failures, connected
         self._extra: dict[str, Any] = {}
         self._source_metrics: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._published_by: dict[str, int] = {}  # per source, by subclasses' _written
+        self._published_by: dict[str, int] = {}  # per source: _count_published
+        self.fenced: set[str] = set()
+        """Sources whose writes were refused (session taken over, or lease lost): the subclasses'
+        :meth:`_written` fill it; their metrics hashes are the new producer's."""
         self._metrics_due = 0.0
         self._lock = threading.Lock()  # the stats above; taken before the queue's own lock
         self._stop = threading.Event()
@@ -446,7 +449,7 @@ class Outbox(Generic[T]):
             pipe.hset(self.keys.metrics(self.metrics_id), mapping=fields)
         with self._lock:
             per = {src: (name, dict(f)) for src, (name, f) in self._source_metrics.items()}
-        skip = getattr(self, "fenced", ())  # the publishers' fenced sources
+        skip = set(self.fenced)
         shared = {
             "updated_at",
             *(f"{self.kind}_{c}" for c in ("buffered", "dropped", "reconnects")),
@@ -460,6 +463,10 @@ class Outbox(Generic[T]):
                 **own,
             }
             pipe.hset(self.keys.metrics(name), mapping=own)
+
+    def _count_published(self, source: str) -> None:
+        """One more item of ``source`` published (its metrics hash's ``{kind}_published``)."""
+        self._published_by[source] = self._published_by.get(source, 0) + 1
 
     def _metrics_on(self) -> bool:
         return self.metrics_id is not None or bool(self._source_metrics)

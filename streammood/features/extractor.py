@@ -152,8 +152,8 @@ class StreamingExtractor:
         self._written = 0
         self._finished = False
         self._clock: deque[tuple[int, float]] = deque(maxlen=64)  # (samples_in, captured_at)
-        # warm up before audio flows: the first MFCC block loads librosa's tables (~0.6 s) and the
-        # first musicnn call sets its interpreter up (~0.1 s); neither may delay step 0
+        # warm up before audio flows: the first MFCC block builds its tables (and the first
+        # musicnn call sets its interpreter up, ~0.1 s); neither may delay step 0
         mfcc_block(np.zeros(MFCC_HISTORY, np.float32), np.zeros(MFCC_STEP_SAMPLES, np.float32))
         self._own_service = service is None and embedder is not None
         self._service = EmbeddingService(embedder, max_batch=1) if self._own_service else service
@@ -424,7 +424,7 @@ EMBED_BATCH = 8
 
 
 def extract_offline(
-    y: np.ndarray, sr: int, embedder: MusicnnEmbedder | None = None, *, threads: int = 2
+    y: np.ndarray, sr: int, embedder: MusicnnEmbedder | None = None, *, threads: int = 1
 ) -> FeatureSet:
     """Model inputs of a whole signal, equal to streaming it through :class:`StreamingExtractor`.
 
@@ -449,8 +449,9 @@ def extract_offline(
         The pretrained embedding (without one, ``emb`` is ``(n, 0)``). Called from this thread
         only; the worker thread uses its own interpreter.
     threads : int
-        1: every part in this thread, one after the other; 2 (default): openSMILE and half the
-        embedding in one worker thread, stopped before returning.
+        1 (default: callers that run one process per core, e.g. the training cache): every part
+        in this thread, one after the other; 2: openSMILE and half the embedding in one worker
+        thread, stopped before returning (``analyze`` of one long file).
 
     Returns
     -------

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
+from streammood.features.filters import hann_window, mel_filterbank
 from streammood.layout import (
     EMBED_EVERY,
     MEL_BANDS,
@@ -36,11 +37,9 @@ STEP_SAMPLES = SMILE_STEP_SAMPLES
 def _tables() -> tuple[np.ndarray, scipy.sparse.csr_array]:
     """Hann window ``(512,)`` float32 and the mel basis ``(96, 257)`` as a sparse float32 matrix
     (a sparse product: no BLAS threads spinning against openSMILE's thread)."""
-    import librosa
-
-    window = librosa.filters.get_window("hann", MEL_N_FFT, fftbins=True).astype(np.float32)
-    mel = librosa.filters.mel(sr=MEL_RATE, n_fft=MEL_N_FFT, n_mels=MEL_BANDS)
-    return window, scipy.sparse.csr_array(mel.astype(np.float32))
+    window = hann_window(MEL_N_FFT).astype(np.float32)
+    mel = mel_filterbank(MEL_RATE, MEL_N_FFT, MEL_BANDS)
+    return window, scipy.sparse.csr_array(mel)
 
 
 def log_mel_frames(y16: np.ndarray) -> np.ndarray:

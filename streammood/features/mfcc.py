@@ -2,12 +2,13 @@
 
 The recipe (DESIGN.md): librosa ``mfcc(n_mfcc=20, n_fft=2048, hop_length=525, center=False)`` at
 22 050 Hz on the previous 1 575 samples plus the step's 11 025 new ones (zeros before the first
-step) gives exactly 21 frames per step. Computed here with a cached mel basis, a cached window
-and DCT matrix and one real FFT per frame: librosa's result to float32 precision, several times
-faster. The mel projection is a sparse product and the DCT is scipy's (no BLAS call: OpenBLAS
-threads spin against openSMILE's thread and cost far more than they save on blocks this small).
-As in ``librosa.feature.mfcc`` the dB conversion clips at 80 dB below the maximum of
-the block it is given, here one step: so the whole-signal path applies that clip per step too.
+step) gives exactly 21 frames per step. Computed here with a cached mel basis and window
+(:mod:`~streammood.features.filters`: librosa's to the bit, without importing librosa), scipy's
+DCT and one real FFT per frame: librosa's result to float32 precision, several times faster.
+The mel projection is a sparse product (no BLAS call: OpenBLAS threads spin against openSMILE's
+thread and cost far more than they save on blocks this small). As in ``librosa.feature.mfcc``
+the dB conversion clips at 80 dB below the maximum of the block it is given, here one step: so
+the whole-signal path applies that clip per step too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
+from streammood.features.filters import hann_window, mel_filterbank
 from streammood.layout import (
     MFCC_FRAMES,
     MFCC_HISTORY,
@@ -41,11 +43,9 @@ _AMIN = 1e-10
 def _tables() -> tuple[np.ndarray, scipy.sparse.csr_array]:
     """Hann window ``(2048,)`` float32 and librosa's mel basis ``(128, 1025)`` as a sparse
     float32 matrix (2 018 non-zeros)."""
-    import librosa
-
-    window = librosa.filters.get_window("hann", MFCC_N_FFT, fftbins=True).astype(np.float32)
-    mel = librosa.filters.mel(sr=MFCC_RATE, n_fft=MFCC_N_FFT, n_mels=MFCC_N_MELS)
-    return window, scipy.sparse.csr_array(mel.astype(np.float32))
+    window = hann_window(MFCC_N_FFT).astype(np.float32)
+    mel = mel_filterbank(MFCC_RATE, MFCC_N_FFT, MFCC_N_MELS)
+    return window, scipy.sparse.csr_array(mel)
 
 
 def _frames(y: np.ndarray, n_frames: int) -> np.ndarray:

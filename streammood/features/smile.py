@@ -72,17 +72,23 @@ def _lib():
     """
     if (lib := sys.modules.get("opensmile.core.lib")) is not None:
         return lib
-    spec = importlib.util.find_spec("opensmile")
-    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - a broken wheel
-        from opensmile.core import lib
-
-        return lib
-    path = Path(next(iter(spec.submodule_search_locations))) / "core" / "lib.py"
+    path = _package_root() / "core" / "lib.py"
     lib_spec = importlib.util.spec_from_file_location("streammood_smileapi", path)
     assert lib_spec is not None and lib_spec.loader is not None
     lib = importlib.util.module_from_spec(lib_spec)
     lib_spec.loader.exec_module(lib)
     return lib
+
+
+@cache
+def _package_root() -> Path:
+    """The ``opensmile`` package's folder, found without importing the package."""
+    spec = importlib.util.find_spec("opensmile")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - a broken wheel
+        import opensmile
+
+        return Path(opensmile.__file__).resolve().parent
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 def load_library() -> None:
@@ -95,18 +101,8 @@ def load_library() -> None:
     _lib()
 
 
-@cache
-def _package_config_root() -> Path:
-    spec = importlib.util.find_spec("opensmile")  # the package's folder, without importing it
-    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - a broken wheel
-        import opensmile
-
-        return Path(opensmile.__file__).resolve().parent / "core" / "config"
-    return Path(next(iter(spec.submodule_search_locations))).resolve() / "core" / "config"
-
-
 def _options(stream: bool) -> dict[str, str]:
-    root = _package_config_root()
+    root = _package_root() / "core" / "config"
     return {
         "compareLldConf": str(root / "compare" / "ComParE_2016_core.lld.conf.inc"),
         "bufferModeRbConf": str(root / "shared" / "BufferModeRb.conf.inc"),

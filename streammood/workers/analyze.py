@@ -106,7 +106,7 @@ def _finite(value: float) -> float | None:
 
 
 def timeline_of_signal(
-    y: np.ndarray, sr: int, artifact: ModelArtifact, path: str = "", *, threads: int = 2
+    y: np.ndarray, sr: int, artifact: ModelArtifact, path: str = "", *, threads: int = 1
 ) -> Timeline:
     """Mood timeline of a whole signal ``(n,)`` at ``sr`` Hz.
 
@@ -153,7 +153,7 @@ def timeline_of_signal(
 
 
 def _analyze_one(
-    path: str, model_dir: str, threads: int = 2, artifact: ModelArtifact | None = None
+    path: str, model_dir: str, threads: int = 1, artifact: ModelArtifact | None = None
 ) -> Timeline | str:
     """Timeline of one file, or the reason it failed (``artifact``: loaded already, in-process)."""
     try:

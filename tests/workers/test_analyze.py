@@ -117,7 +117,7 @@ def test_one_file_in_process_uses_two_feature_threads(music_clip, shipped_model,
     seen: list[int] = []
     extract = analyze.extract_offline
 
-    def spy(y, sr, embedder=None, *, threads=2):
+    def spy(y, sr, embedder=None, *, threads=1):
         seen.append(threads)
         return extract(y[: 10 * sr], sr, embedder, threads=threads)
 

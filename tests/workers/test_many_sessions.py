@@ -110,7 +110,8 @@ def test_capture_sources_frames_continue_a_session_and_a_held_source_is_refused_
     url, prefix = redis_namespace
     keys = Keys(prefix)
     client = redis.Redis.from_url(url)
-    held = open_session(client, prefix, "f1")  # another producer, alive
+    # another producer, alive all along (its lease outlasts a slow start-up on a loaded machine)
+    held = open_session(client, prefix, "f1", lease_ms=600_000)
     client.hset(keys.metrics("capture-f1"), "frames", 99)  # ... and its metrics hash
     said: list[str] = []
 
