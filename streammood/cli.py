@@ -336,9 +336,14 @@ def _run_many(
             client.close()
         endpoint.close()
     for sid, s in stats.sources.items():
+        device = (
+            f"{s.overflows} input overflows, {s.underflows} underflows, "
+            if s.overflows or s.underflows
+            else ""
+        )
         err.print(
             f"streammood: {sid}: {s.steps} steps, {s.gaps} gaps ({s.gap_steps} steps), "
-            f"{s.reconnects} reconnects, {s.dropped_s:.1f} s of audio dropped, {s.state}"
+            f"{s.reconnects} reconnects, {device}{s.dropped_s:.1f} s of audio dropped, {s.state}"
         )
     err.print(
         f"streammood: {stats.steps} steps, {pub.published} published, {pub.dropped} dropped "

@@ -323,6 +323,10 @@ class _Feed:
         self.done = False
         self.last_error: str | None = None
 
+    def audio_lost(self) -> tuple[int, int]:
+        """``(overflows, underflows)`` the device reported so far (0 for files and URLs)."""
+        return 0, 0
+
     def fail(self, reason: str, now: float) -> None:
         """The source failed: retry after the backoff, or give it up."""
         self.failures += 1
@@ -508,9 +512,15 @@ class _DeviceFeed(_Feed):
         super().__init__(key, spec, inbox)
         self.source: Any = None
         self._check: float | None = None
+        self._lost = (0, 0)  # overflows, underflows of the device streams closed so far
 
     def due(self) -> float | None:
         return self.retry_at if self.retry_at is not None else self._check
+
+    def audio_lost(self) -> tuple[int, int]:
+        src = self.source  # read on any thread: a stream closed meanwhile counts in _lost
+        now = (0, 0) if src is None else (src.stats.overflows, src.stats.underflows)
+        return self._lost[0] + now[0], self._lost[1] + now[1]
 
     def open(self, sel: selectors.BaseSelector, now: float) -> None:
         from streammood.audio.sources import DeviceError, DeviceSource
@@ -541,8 +551,10 @@ class _DeviceFeed(_Feed):
 
     def close(self, sel: selectors.BaseSelector | None = None) -> None:
         if self.source is not None:
-            self.source.close()
-            self.source = None
+            src, self.source = self.source, None
+            src.close()
+            st = src.stats
+            self._lost = (self._lost[0] + st.overflows, self._lost[1] + st.underflows)
         self._check = None
 
 
@@ -617,16 +629,23 @@ class SourceMux:
                 feed.readable(what, self._sel, time.monotonic())
 
     def status(self) -> list[dict[str, Any]]:
-        """Per source: ``failures``, ``reconnects``, ``done``, ``last_error``."""
-        return [
-            {
-                "failures": f.failures,
-                "reconnects": f.reconnects,
-                "done": f.done,
-                "last_error": f.last_error,
-            }
-            for f in self.feeds
-        ]
+        """Per source: ``failures``, ``reconnects``, ``done``, ``last_error``, and the audio a
+        device lost (``overflows``, ``underflows``: PortAudio's input flags, summed over every
+        stream the source opened; 0 for files and URLs)."""
+        out = []
+        for f in self.feeds:
+            overflows, underflows = f.audio_lost()
+            out.append(
+                {
+                    "failures": f.failures,
+                    "reconnects": f.reconnects,
+                    "done": f.done,
+                    "last_error": f.last_error,
+                    "overflows": overflows,
+                    "underflows": underflows,
+                }
+            )
+        return out
 
     def close(self) -> None:
         """Stop the thread and close every source (idempotent)."""

@@ -105,6 +105,9 @@ class LaneStats:
         Feature or model failures (the source restarted after each).
     reconnects : int
         Times the source was reopened after a failure.
+    overflows, underflows : int
+        PortAudio input overflows / underflows of a device source (audio the device or driver
+        lost), over every stream it opened; 0 for files and URLs.
     state : str
         ``running``, ``ended``, ``failed: ...``, ``dropped: ...``, ``refused: ...`` (another
         producer session held the source) or ``fenced: ...`` (another one took it over).
@@ -119,6 +122,8 @@ class LaneStats:
     rejected: int = 0
     errors: int = 0
     reconnects: int = 0
+    overflows: int = 0
+    underflows: int = 0
     state: str = "starting"
     session: str | None = None
 
@@ -132,6 +137,8 @@ class LaneStats:
             "audio_dropped_s": round(self.dropped_s, 3),
             "errors": self.errors,
             "reconnects": self.reconnects,
+            "audio_overflows": self.overflows,
+            "audio_underflows": self.underflows,
             "state": self.state,
             "session": self.session or "",
         }
@@ -523,8 +530,7 @@ def run_many(
         stop.set()
         if mux is not None:
             mux.close()
-            for lane, st in zip(lanes, mux.status(), strict=True):
-                lane.stats.reconnects = st["reconnects"]
+            _take_status(lanes, mux)
         for lane in lanes:
             lane.close()
         service.close()
@@ -638,8 +644,7 @@ def _work(
                 break
             if publisher is not None and now >= next_metrics:
                 next_metrics = now + 1.0
-                for lane, st in zip(lanes, mux.status(), strict=True):
-                    lane.stats.reconnects = st["reconnects"]
+                _take_status(lanes, mux)
                 _update_metrics(publisher, lanes)
     except BaseException as exc:  # noqa: BLE001 - re-raised by run_many
         errors.append(exc)
@@ -660,6 +665,13 @@ def _update_metrics(publisher: MoodPublisher | FramePublisher, lanes: list[_Lane
     for lane in lanes:
         if lane.sid not in publisher.fenced:
             publisher.update_source_metrics(lane.sid, lane.metrics_name, **lane.stats.as_metrics())
+
+
+def _take_status(lanes: list[_Lane], mux: SourceMux) -> None:
+    """Copy the I/O thread's per-source counters (reconnects, device audio lost) to the lanes."""
+    for lane, st in zip(lanes, mux.status(), strict=True):
+        lane.stats.reconnects = st["reconnects"]
+        lane.stats.overflows, lane.stats.underflows = st["overflows"], st["underflows"]
 
 
 def _metrics(lanes: list[_Lane]) -> dict[str, int | float | str]:

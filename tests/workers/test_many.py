@@ -3,6 +3,8 @@ the real CLI; URL sources against a real Icecast server that is stopped and rest
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -245,3 +247,56 @@ def test_device_source_paced_by_jack(jack_dummy_server):
     caps = np.array([cap for _, _, cap in rows])
     np.testing.assert_allclose(np.diff(caps), 0.5, atol=0.05)
     assert all(0 < seen - cap < 2.0 for seen, _, cap in rows)
+
+
+DEVICE_STALL = r"""
+import os, sys, time
+from streammood.audio.mux import SourceSpec
+from streammood.bus.moods import MoodPublisher
+from streammood.runtime.artifact import load_artifact
+from streammood.workers.many import run_many
+url, prefix = sys.argv[1:3]
+moods = MoodPublisher(url, prefix)
+try:
+    stats = run_many([SourceSpec("dev", "device", "system")], load_artifact(None), moods=moods,
+                     duration=6.0, on_message=lambda m, s: print("MSG", m.seq, flush=True))
+finally:
+    moods.close(timeout=10)
+s = stats.sources["dev"]
+print("STATS", s.steps, s.overflows, s.underflows, flush=True)
+"""
+
+
+def test_device_overflows_are_counted_per_source(jack_dummy_server, redis_namespace):
+    """A ``device`` source whose process stalls (SIGSTOP while JACK keeps the clock: a real
+    PortAudio input overflow) counts the overflow in its stats and in its own metrics hash."""
+    url, prefix = redis_namespace
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DEVICE_STALL, url, prefix],
+        env=jack_dummy_server,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # tagging has begun: the device stream is running
+            if line.startswith("MSG 2"):
+                break
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGCONT)
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    steps, overflows, underflows = map(int, rest.split("STATS ")[1].split())
+    assert steps >= 10 and overflows >= 1, rest + err[-2000:]
+    client = redis.Redis.from_url(url)
+    try:
+        m = {k.decode(): v.decode() for k, v in client.hgetall(Keys(prefix).metrics("dev")).items()}
+    finally:
+        client.close()
+    assert int(m["audio_overflows"]) == overflows and int(m["audio_underflows"]) == underflows
+    assert int(m["steps"]) == steps
