@@ -250,7 +250,7 @@ def test_device_source_paced_by_jack(jack_dummy_server):
 
 
 DEVICE_STALL = r"""
-import os, sys, time
+import sys
 from streammood.audio.mux import SourceSpec
 from streammood.bus.moods import MoodPublisher
 from streammood.runtime.artifact import load_artifact
