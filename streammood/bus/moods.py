@@ -302,10 +302,10 @@ def _session(msg: MoodMessage) -> str | None:
     return getattr(msg, "session", None)
 
 
-def _caught_up(missed: list[MoodMessage], seen: _Seen) -> list[MoodMessage]:
+def _caught_up(missed: list[MoodMessage], seen: _Seen, report: bool = True) -> list[MoodMessage]:
     """The messages read back from the history after a reconnect that were not yielded yet
-    (marked as seen), logged once as a count."""
-    if missed:
+    (marked as seen), logged once as a count (``report``)."""
+    if missed and report:
         log.warning("caught up %d mood messages from the history", len(missed))
     fresh = []
     for msg in missed:
@@ -354,6 +354,13 @@ def missed_messages(
             end = f"({_text(entries[-1][0])}"
     found.sort(key=lambda e: e[0])
     return [m for _, m in found]
+
+
+def _back_off(exc: Exception, delay: float) -> float:
+    """Log a lost subscription, wait ``delay`` seconds; the next delay (doubling to 2 s)."""
+    log.warning("mood subscription lost (%s); retrying in %.1f s", exc.__class__.__name__, delay)
+    time.sleep(delay)
+    return min(delay * 2, 2.0)
 
 
 def subscribe_moods(
@@ -408,13 +415,22 @@ def subscribe_moods(
     seen = _Seen()
     since_ms = int(time.time() * 1000)
     try:
-        pubsub.subscribe(keys.mood_channel)  # before the history read: no gap between the two
-        end = time.monotonic() + 5.0
-        while time.monotonic() < end:
-            item = pubsub.get_message(timeout=0.5)
-            if item is not None and item.get("type") == "subscribe":
+        delay = 0.1
+        while True:  # Redis may be away at the start too: retried like a lost connection
+            try:
+                pubsub.subscribe(keys.mood_channel)  # before the history read: no gap
+                end = time.monotonic() + 5.0
+                while time.monotonic() < end:
+                    item = pubsub.get_message(timeout=0.5)
+                    if item is not None and item.get("type") == "subscribe":
+                        break
+                past = read_history(client, prefix, source, history)
                 break
-        for msg in read_history(client, prefix, source, history):
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                delay = _back_off(exc, delay)
+                if stop is not None and stop.is_set():
+                    return
+        for msg in past:
             seen.add(msg)
             yield msg
         last = time.monotonic()
@@ -428,11 +444,7 @@ def subscribe_moods(
                 item = pubsub.get_message(timeout=poll)
                 delay = 0.1
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                log.warning(
-                    "mood subscription lost (%s); retrying in %.1f s", exc.__class__.__name__, delay
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = _back_off(exc, delay)
                 subscribed, catch_up, item = False, True, None
             kind = item.get("type") if item is not None else None
             if kind == "subscribe":
@@ -512,27 +524,31 @@ def _subscribe_cluster(
         return new
 
     try:
-        subscribe_new()
-        for msg in read_history(client, prefix, source, history):
-            seen.add(msg)
-            yield msg
-        for msg in missed_messages(client, prefix, sorted(subscribed), seen, since_ms):
-            if seen.is_new(msg):
-                seen.add(msg)
-                yield msg
         last = time.monotonic()
         next_look = time.monotonic() + SOURCES_EVERY
-        delay, catch_up = 0.1, False
+        # the start is a catch-up too, so a shard away while the history is read is retried
+        delay, catch_up, started = 0.1, True, False
         while stop is None or not stop.is_set():
             try:
                 if catch_up:
-                    pubsub.close()
-                    pubsub = client.pubsub()
-                    subscribed.clear()
+                    if started:
+                        with contextlib.suppress(
+                            redis.exceptions.RedisError, RedisClusterException
+                        ):
+                            pubsub.close()
+                        pubsub = client.pubsub()
+                        subscribed.clear()
                     subscribe_new()
+                    resumed = started
+                    if not started:
+                        past = read_history(client, prefix, source, history)
+                        started = True
+                        for msg in past:
+                            seen.add(msg)
+                            yield msg
                     missed = missed_messages(client, prefix, sorted(subscribed), seen, since_ms)
                     catch_up = False
-                    for msg in _caught_up(missed, seen):
+                    for msg in _caught_up(missed, seen, report=resumed):
                         last = time.monotonic()
                         yield msg
                 if time.monotonic() >= next_look:
@@ -547,12 +563,8 @@ def _subscribe_cluster(
                 if not subscribed:
                     time.sleep(0.2)
                 delay = 0.1
-            except OUTAGES + (redis.exceptions.ConnectionError,) as exc:
-                log.warning(
-                    "mood subscription lost (%s); retrying in %.1f s", exc.__class__.__name__, delay
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            except OUTAGES as exc:
+                delay = _back_off(exc, delay)
                 catch_up, item = True, None
             if item is not None and item.get("type") == "smessage":
                 msg = _parse_mood(item["data"], _text(item.get("channel", "")))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -101,3 +103,36 @@ def test_capture_infer_and_subscribe_on_a_cluster(redis_cluster, music_clip):
         port = redis_cluster.port_of(keys.mood_stream(src))
         assert {redis_cluster.port_of(k(src)) for k in (keys.frames_stream, keys.cursor,
                                                         keys.session)} == {port}
+
+
+def test_a_subscriber_started_while_its_shard_is_away_waits_for_it(redis_cluster):
+    """The master of the source's slot is down when `subscribe` starts (the history read fails
+    on it): the subscriber retries until the shard is back, then replays the history."""
+    client = connect(redis_cluster.url)
+    keys = Keys.for_client(client)
+    src = next(s for s in (f"radio{i}" for i in range(50))
+               if redis_cluster.port_of(keys.mood_stream(s)) != redis_cluster.ports[0])
+    publisher = MoodPublisher(redis_cluster.url)
+    for seq in range(3):
+        publisher.publish(make_message(src, seq, session="s1"))
+    assert publisher.flush(5)
+    publisher.close(timeout=5)
+    shard = redis_cluster.port_of(keys.mood_stream(src))
+    redis_cluster.kill(shard)
+    got: list[MoodMessage] = []
+
+    def run() -> None:
+        for msg in subscribe_moods(connect(redis_cluster.url), source=src, history=3,
+                                   idle_timeout=30.0):
+            got.append(msg)
+            if len(got) == 3:
+                break
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(1.5)
+    assert t.is_alive(), "the subscriber gave up while the shard was away"
+    redis_cluster.start_node(shard)
+    redis_cluster.wait_ok()
+    t.join(30)
+    assert [m.seq for m in got] == [0, 1, 2]

@@ -145,6 +145,22 @@ def test_subscription_survives_a_redis_restart(redis_server):
     assert [m.seq for m in out] == [1, 2]
 
 
+def test_a_subscriber_started_while_redis_is_down_waits_for_it(redis_server):
+    """Redis away when the subscription starts (a restart, a slow boot): the subscriber retries
+    with backoff instead of raising, then replays the history and goes on live."""
+    from streammood.bus.connection import connect
+
+    redis_server.stop()
+    client = connect(redis_server.url, timeout=1.0, check=False)
+    out, t = _collect(client, "late", 2, history=5)
+    time.sleep(1.0)
+    assert t.is_alive(), "the subscriber gave up while Redis was down"
+    redis_server.start()
+    _publish(redis_server.url, "late", [make_message("a", 1), make_message("a", 2)])
+    t.join(10)
+    assert [m.seq for m in out] == [1, 2]
+
+
 def test_subscribe_command_survives_poison_on_the_public_channel(redis_namespace):
     """A deeply nested, an oversized and a garbage message on the channel: `streammood
     subscribe` logs and skips them and prints the valid ones (it used to die on the first)."""
