@@ -1,6 +1,6 @@
 """False changes inside single songs, on pieces longer than the 30 s training clips.
 
-The change detector (``streammood.runtime.changes``) must not cut songs into pieces. This plays
+The change detector (``streammood.features.changes``) must not cut songs into pieces. This plays
 single pieces through the live path (``extract_offline``, then the change-aware runtime) and
 counts every detected change as false:
 
@@ -30,13 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def count(artifact, signals) -> dict:
     """Changes detected in each ``(y, sr)`` signal (all false: one piece each)."""
     from streammood.features.extractor import extract_offline
-    from streammood.runtime.changes import ChangeDetector
+    from streammood.features.changes import ChangeDetector
     from streammood.runtime.rolling import MoodRuntime
 
     detected, steps, cpu = 0, 0, 0.0
     for y, sr in signals:
-        feats = extract_offline(y, sr, artifact.embedder())
-        rt = MoodRuntime(artifact, detector=ChangeDetector.for_artifact(artifact))
+        norm = artifact.file("norm")
+        feats = extract_offline(y, sr, artifact.embedder(), detector=ChangeDetector.from_norm(norm))
+        rt = MoodRuntime(artifact, detector=ChangeDetector.from_norm(norm))
         detected += sum(p.changed for s in feats.steps() for p in rt.push(s))
         steps += feats.n_steps
         cpu += rt.detect_seconds

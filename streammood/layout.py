@@ -6,12 +6,14 @@ caches and model artifacts are keyed by it.
 
 from __future__ import annotations
 
-FEATURE_VERSION = "5"
+FEATURE_VERSION = "6"
 # v1: openSMILE's input ended at the last whole step offline; v2: it also gets the audio after the
 # last whole step (as the live path, which writes audio ahead), so a clip's last step matches live;
 # v3: a mel patch (and so a fresh embedding) every 8th step instead of every 4th.
 # v4: the embedding is MSD + MTT (400 values) and a mel patch comes every 10th step.
 # v5: the embedding adds the MSD VGG's (256 values: 656 in all).
+# v6: an early patch at step 5 (the stream's first 3 s), and with a change detector a patch at
+#     the step each change is detected (the new segment's first 3 s).
 
 STEP_SECONDS = 0.5
 """Length of one step, seconds."""
@@ -48,3 +50,6 @@ MEL_PATCH_FRAMES = 187
 EMBED_EVERY = 10
 """A fresh pretrained embedding every this many steps (a 3 s patch every 5 s): musicnn MSD + MTT
 and the MSD VGG cost ~55 ms per patch (~100 ms on a slow day), so ~5.5 ms per step on average."""
+EARLY_PATCH_STEP = 5
+"""One more patch at this step, the first whose 3 s patch is all the stream's audio (steps 0-5):
+the first real opinion comes after 3 s, not 5 s."""

@@ -5,7 +5,9 @@ Per 500 ms step (:class:`ModelInputs`): an MFCC block ``(21, 20)``
 (:mod:`~streammood.features.mfcc`), 260 openSMILE LLD statistics
 (:mod:`~streammood.features.smile`) and the pretrained embedding ``(D,)``
 (:mod:`~streammood.features.embedding`) of the musicnn mel patch (:mod:`~streammood.features.mel`)
-taken every :data:`EMBED_EVERY` steps and held in between. :class:`StreamingExtractor` takes audio
+taken at the patch steps (every :data:`EMBED_EVERY` steps, at :data:`EARLY_PATCH_STEP`, and with a
+:class:`~streammood.features.changes.ChangeDetector` at each step a change is detected) and held
+in between. :class:`StreamingExtractor` takes audio
 blocks as they arrive (it frames them itself and writes audio to openSMILE ahead of the steps, so
 a step comes out ~150-200 ms after its end); :func:`extract_offline` takes a whole signal, frames
 it with the same framer (same resampler), gives openSMILE the same input and computes every step
@@ -24,8 +26,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from streammood.audio.framer import Framer, Step
+from streammood.features.changes import ChangeDetector
 from streammood.features.embedding import MusicnnEmbedder, hold_embeddings
-from streammood.features.mel import MelPatcher, log_mel_frames, patch_steps
+from streammood.features.mel import MelPatcher, is_patch_step, log_mel_frames, patch_steps
 from streammood.features.mfcc import mfcc_block, mfcc_offline
 from streammood.features.service import EmbeddingService
 from streammood.features.smile import StreamingSmile, lld_names, lld_offline
@@ -64,8 +67,9 @@ class ModelInputs:
         ``(D,)`` float32 pretrained embedding, held between patches (``D == 0`` without an
         embedder).
     mel_patch : np.ndarray or None
-        ``(187, 96)`` float32 musicnn input ending at ``t_end`` when ``seq % EMBED_EVERY == 0``,
-        else None (kept for the ``features`` archive; frames do not carry it).
+        ``(187, 96)`` float32 musicnn input ending at ``t_end`` at a patch step (scheduled, or
+        a detected change), else None (kept for the ``features`` archive; frames do not carry
+        it).
     captured_at : float or None
         Wall clock (Unix s) at which the step's last sample was captured (see
         :attr:`~streammood.audio.sources.AudioSource.captured_at`); None offline.
@@ -117,6 +121,12 @@ class StreamingExtractor:
     smile : StreamingSmile, optional
         An openSMILE engine built beforehand (setting one up costs ~0.1 s of CPU), unused so
         far; this stage owns it from now on. Built here when not given.
+    detector : ChangeDetector, optional
+        Judges each step once its statistics are in; at a step where it detects a change (3 s
+        after the boundary) the patch ending there, all of the new segment's audio, is
+        embedded too: the new song's first embedding comes with the change, not at the next
+        scheduled patch (up to 5 s later). The runtime's own detector, on the same inputs,
+        restarts the window there.
 
     Examples
     --------
@@ -136,12 +146,16 @@ class StreamingExtractor:
         wait: bool = True,
         on_ready: Callable[[], None] | None = None,
         smile: StreamingSmile | None = None,
+        detector: ChangeDetector | None = None,
     ) -> None:
         if embedder is not None and service is not None:
             raise ValueError("give an embedder or an embedding service, not both")
         self.framer = Framer(input_rate)
         self._history = np.zeros(MFCC_HISTORY, np.float32)
-        self._mel = MelPatcher()
+        self._detector = detector
+        self._mel = MelPatcher(every_step=detector is not None)
+        self._spare: dict[int, np.ndarray] = {}  # pending steps' patches, cut for the detector
+        self._judged = -1  # last step the detector has seen
         self._wait = wait
         self._on_ready = None if on_ready is None else (lambda _fut: on_ready())
         dim = service.dim if service is not None else embedder.dim if embedder is not None else 0
@@ -269,7 +283,11 @@ class StreamingExtractor:
             mfcc = mfcc_block(self._history, y22)
             self._history = y22[-MFCC_HISTORY:].copy()
             patch = None
-            for _, patch in self._mel.push(step.y16):
+            for _, cut in self._mel.push(step.y16):
+                if not is_patch_step(step.seq):
+                    self._spare[step.seq] = cut  # embedded only if a change is detected here
+                    continue
+                patch = cut
                 if self._service is not None:
                     self._ahead[step.seq] = self._service.submit(patch, self._on_ready)
             feats = ModelInputs(
@@ -309,6 +327,8 @@ class StreamingExtractor:
         out = []
         while self._pending and self._pending[0].seq in self._lld:
             seq = self._pending[0].seq
+            if self._detector is not None and seq > self._judged:
+                self._judge(seq)
             if (ahead := self._ahead.get(seq)) is not None:
                 if not wait and not ahead.done():
                     break
@@ -317,6 +337,21 @@ class StreamingExtractor:
             head = self._pending.popleft()
             out.append(replace(head, lld=self._lld.pop(seq), emb=self._held))
         return out
+
+    def _judge(self, seq: int) -> None:
+        """Show the detector step ``seq`` (the head of the pending steps, statistics in); at a
+        detected change its spare patch becomes the step's patch and is embedded."""
+        self._judged = seq
+        head = self._pending[0]
+        spare = self._spare.pop(seq, None)
+        for old in [s for s in self._spare if s < seq]:
+            del self._spare[old]
+        lag = self._detector.step(head.mfcc, self._lld[seq])
+        if lag is None or spare is None:  # a scheduled patch step has its patch already
+            return
+        self._pending[0] = replace(head, mel_patch=spare)
+        if self._service is not None:
+            self._ahead[seq] = self._service.submit(spare, self._on_ready)
 
 
 _NO_LLD = np.zeros(0, np.float32)
@@ -424,7 +459,12 @@ EMBED_BATCH = 8
 
 
 def extract_offline(
-    y: np.ndarray, sr: int, embedder: MusicnnEmbedder | None = None, *, threads: int = 1
+    y: np.ndarray,
+    sr: int,
+    embedder: MusicnnEmbedder | None = None,
+    *,
+    threads: int = 1,
+    detector: ChangeDetector | None = None,
 ) -> FeatureSet:
     """Model inputs of a whole signal, equal to streaming it through :class:`StreamingExtractor`.
 
@@ -452,6 +492,9 @@ def extract_offline(
         1 (default: callers that run one process per core, e.g. the training cache): every part
         in this thread, one after the other; 2: openSMILE and half the embedding in one worker
         thread, stopped before returning (``analyze`` of one long file).
+    detector : ChangeDetector, optional
+        As :class:`StreamingExtractor`'s: a patch is also taken (and embedded) at each step
+        where it detects a change. A fresh (or reset) detector: it is run over every step.
 
     Returns
     -------
@@ -473,7 +516,7 @@ def extract_offline(
     y16 = np.concatenate([s.y16 for s in steps])
     del steps
     smile_in = np.concatenate([y16, framer.pending16()])
-    work = _PatchWork(y16, n, emb_dim)
+    work = _PatchWork(y16, patch_steps(n), n, emb_dim)
     if threads == 1:
         lld = lld_offline(smile_in, n)
         if embedder is not None:
@@ -491,9 +534,18 @@ def extract_offline(
             finally:
                 work.stop_on_error = True  # the worker takes no batch after a failure here
             lld = helper.result()
+    mfcc = mfcc_offline(y22)
+    if detector is not None:
+        changed = [t for t in range(n) if detector.step(mfcc[t], lld[t]) is not None]
+        extra = _PatchWork(y16, [t for t in changed if not is_patch_step(t)], n, emb_dim)
+        if embedder is not None:
+            extra.embed_with(embedder)
+        else:
+            extra.fill()
+        work = work.merged(extra)
     seq = np.arange(n, dtype=np.int64)
     return FeatureSet(
-        mfcc=mfcc_offline(y22),
+        mfcc=mfcc,
         lld=lld,
         emb=hold_embeddings(work.steps, work.emb, n) if embedder is not None else work.emb,
         t_start=seq * STEP_SECONDS,
@@ -512,9 +564,11 @@ class _PatchWork:
     ``(k, D)`` float32 (``(n, 0)`` without an embedder, once :meth:`fill` ran).
     """
 
-    def __init__(self, y16: np.ndarray, n_steps: int, emb_dim: int) -> None:
+    def __init__(
+        self, y16: np.ndarray, steps: Sequence[int], n_steps: int, emb_dim: int
+    ) -> None:
         self.y16 = y16
-        self.steps = patch_steps(n_steps)
+        self.steps = np.asarray(steps, np.int64).reshape(-1)
         k = len(self.steps)
         self.patches = np.zeros((k, MEL_PATCH_FRAMES, MEL_BANDS), np.float32)
         self.emb = np.zeros((k, emb_dim) if emb_dim else (n_steps, 0), np.float32)
@@ -544,6 +598,17 @@ class _PatchWork:
             seg = self.y16[first * MEL_HOP : (end - 1) * MEL_HOP + MEL_N_FFT]
             frames = log_mel_frames(seg)
             self.patches[i, MEL_PATCH_FRAMES - len(frames) :] = frames
+
+    def merged(self, other: _PatchWork) -> _PatchWork:
+        """Both works' patches (and embeddings), in step order (``other`` has other steps)."""
+        if not len(other.steps):
+            return self
+        out = _PatchWork(self.y16, np.concatenate([self.steps, other.steps]), 0, 0)
+        order = np.argsort(out.steps, kind="stable")
+        out.steps = out.steps[order]
+        out.patches = np.concatenate([self.patches, other.patches])[order]
+        out.emb = np.concatenate([self.emb, other.emb])[order] if self.emb.shape[1] else self.emb
+        return out
 
     def fill(self) -> None:
         """Cut the patches not taken yet (no embedder)."""

@@ -18,6 +18,7 @@ import scipy.sparse
 
 from streammood.features.filters import hann_window, mel_filterbank
 from streammood.layout import (
+    EARLY_PATCH_STEP,
     EMBED_EVERY,
     MEL_BANDS,
     MEL_HOP,
@@ -27,7 +28,7 @@ from streammood.layout import (
     SMILE_STEP_SAMPLES,
 )
 
-__all__ = ["MelPatcher", "log_mel_frames", "mel_patches_offline", "patch_steps"]
+__all__ = ["MelPatcher", "is_patch_step", "log_mel_frames", "mel_patches_offline", "patch_steps"]
 
 STEP_SAMPLES = SMILE_STEP_SAMPLES
 """Samples per 500 ms step at :data:`MEL_RATE` (16 kHz, the openSMILE path's rate too)."""
@@ -84,18 +85,28 @@ def _patch(frames: np.ndarray, end: int) -> np.ndarray:
     return out
 
 
+def is_patch_step(seq: int) -> bool:
+    """Whether step ``seq`` carries a scheduled mel patch: ``seq % EMBED_EVERY == 0`` or
+    ``seq == EARLY_PATCH_STEP`` (a change detector may add more)."""
+    return seq % EMBED_EVERY == 0 or seq == EARLY_PATCH_STEP
+
+
 def patch_steps(n_steps: int) -> np.ndarray:
-    """Steps that carry a mel patch: ``seq % EMBED_EVERY == 0``, ``(k,)`` int64."""
-    return np.arange(0, n_steps, EMBED_EVERY, dtype=np.int64)
+    """The scheduled patch steps of ``n_steps`` steps (0, 5, 10, 20, …), ``(k,)`` int64."""
+    grid = np.arange(0, n_steps, EMBED_EVERY, dtype=np.int64)
+    if n_steps > EARLY_PATCH_STEP:
+        grid = np.insert(grid, 1, EARLY_PATCH_STEP)
+    return grid
 
 
 class MelPatcher:
-    """Rolling musicnn input over a 16 kHz stream: the patch ending at every
-    ``EMBED_EVERY``-th step's end (a :class:`~streammood.stage.Stage`).
+    """Rolling musicnn input over a 16 kHz stream: the patch ending at each patch step's end
+    (:func:`is_patch_step`), or at every step's end (``every_step``), a
+    :class:`~streammood.stage.Stage`.
 
     Keeps the last 187 mel frames. :meth:`push` takes audio of any length and returns
-    ``(seq, patch)`` for each patch step (``seq % EMBED_EVERY == 0``) whose end it reached; the
-    patch is the same however the audio was split into blocks.
+    ``(seq, patch)`` for each patch step whose end it reached; the patch is the same however the
+    audio was split into blocks.
 
     Examples
     --------
@@ -104,7 +115,8 @@ class MelPatcher:
     >>> mp.push(step1.y16)         # step 1 carries no patch -> []
     """
 
-    def __init__(self) -> None:
+    def __init__(self, every_step: bool = False) -> None:
+        self.every_step = every_step
         self.reset()
 
     def reset(self) -> None:
@@ -124,11 +136,10 @@ class MelPatcher:
             boundary = (self._samples // STEP_SAMPLES + 1) * STEP_SAMPLES
             piece, y = y[: boundary - self._samples], y[boundary - self._samples :]
             self._add(piece)
-            if (
-                self._samples == boundary
-                and (seq := boundary // STEP_SAMPLES - 1) % EMBED_EVERY == 0
-            ):
-                out.append((seq, self._frames.copy()))
+            if self._samples == boundary:
+                seq = boundary // STEP_SAMPLES - 1
+                if self.every_step or is_patch_step(seq):
+                    out.append((seq, self._frames.copy()))
         return out
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
@@ -153,8 +164,8 @@ class MelPatcher:
 
 
 def mel_patches_offline(y16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The patches :class:`MelPatcher` gives at steps ``seq % EMBED_EVERY == 0``, from a whole
-    signal.
+    """The patches :class:`MelPatcher` gives at its patch steps (:func:`patch_steps`), from a
+    whole signal.
 
     Parameters
     ----------
@@ -164,7 +175,7 @@ def mel_patches_offline(y16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     steps : np.ndarray
-        ``(k,)`` int64 step numbers (0, 4, 8, ...).
+        ``(k,)`` int64 step numbers (0, 5, 10, 20, ...).
     patches : np.ndarray
         ``(k, 187, 96)`` float32, the patch ending at each of those steps' end.
     """

@@ -109,7 +109,7 @@ class MoodRuntime:
     step_model : StepModel, optional
         A step model to share with other streams of the same thread.
     detector : ChangeDetector, optional
-        Online change detector (:mod:`streammood.runtime.changes`); at a detected change ``c``
+        Online change detector (:mod:`streammood.features.changes`); at a detected change ``c``
         the window restarts there: the prediction at step ``t`` covers steps
         ``max(t - 59, c) .. t`` (exact: the state begun at ``c`` is the one published).
     clean_embedding : bool
@@ -197,7 +197,7 @@ class MoodRuntime:
         self._prev_emb = emb.copy()
         if self.detector is not None:
             started = time.process_time()
-            lag = self.detector.push(inputs)
+            lag = self.detector.step(inputs.mfcc, inputs.lld)
             self.detect_seconds += time.process_time() - started
             if lag is not None and self._t - lag > self._segment:
                 self.restart(self._t - lag)

@@ -8,7 +8,8 @@ extra training windows, made from cached clip features, teach the model both:
   model sees windows that start mid-song with a real embedding at their first step;
 - **splices**: the first ``k`` steps of one training song followed by another song's steps from
   its own step ``k`` on (a hard cut at a random step; the patch cadence stays aligned, and the
-  first song's embedding is held until the second song's first patch, as live), with per-step
+  first song's embedding is held until the second song's first patch, as live: the next
+  scheduled one, or the one taken when the change is detected 3 s after the cut), with per-step
   targets the song playing (``label_steps``).
 
 Splices are made at the feature level (features of the steps of each song are those of the clip
@@ -20,7 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from streammood.features.changes import ChangeConfig
 from streammood.layout import EMBED_EVERY
+
+CHANGE_LAG = ChangeConfig().lag
+"""Steps from a cut to the patch the live path takes when it detects the change there."""
 
 PER_STEP = ("mfcc", "lld", "emb", "mask")
 """The arrays with a step axis (``(N, T, ...)``)."""
@@ -68,7 +73,8 @@ def splice_windows(
 
     Steps ``< k`` are song A's, steps ``>= k`` song B's own steps ``k, k + 1, …`` (so B's patch
     steps stay on the stream's cadence); B's steps before its first patch step at or after
-    ``k`` hold A's last embedding (what the live path holds). ``label_steps`` is A's label
+    ``k`` (the scheduled one, or ``k + CHANGE_LAG`` where the change is detected, whichever
+    comes first) hold A's last embedding (what the live path holds). ``label_steps`` is A's label
     before the cut and B's after; ``label`` (the window's) is B's. Pairs are of different
     songs; B's steps past its last real step are padding (``mask`` False).
     """
@@ -86,7 +92,7 @@ def splice_windows(
             out[key] = np.where(sel, v[a], v[b])
         elif key != "label_steps":
             out[key] = v[b]
-    first_patch = ((k + EMBED_EVERY - 1) // EMBED_EVERY) * EMBED_EVERY
+    first_patch = np.minimum(((k + EMBED_EVERY - 1) // EMBED_EVERY) * EMBED_EVERY, k + CHANGE_LAG)
     held = np.arange(t)[None, :] < first_patch[:, None]
     held &= ~before
     rows, cols = np.nonzero(held)

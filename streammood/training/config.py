@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streammood.layout import EMBED_EVERY, FEATURE_VERSION
+from streammood.layout import EARLY_PATCH_STEP, EMBED_EVERY, FEATURE_VERSION
 from streammood.training.modelconfig import ModelConfig
 
 FEATURES_NOTE = (
     f"feature layout v{FEATURE_VERSION}: per 500 ms step an MFCC block (21, 20), 260 openSMILE "
     "ComParE_2016 LLD/delta statistics, and a pretrained embedding of the 3 s ending at the step "
     "(656 values: musicnn MSD + MTT penultimate layers and the MSD VGG's last pooled map), "
-    f"refreshed every {EMBED_EVERY}th step"
+    f"refreshed every {EMBED_EVERY}th step, at step {EARLY_PATCH_STEP} (the first 3 s) and at "
+    "each detected change (the new segment's first 3 s)"
 )
 
 

@@ -322,10 +322,17 @@ def format_stream_report(report: dict, title: str = "stream") -> str:
 
 
 def stream_features(
-    stream: Stream, embedder_path: str | Path, cache_dir: Path | None = None
+    stream: Stream,
+    embedder_path: str | Path,
+    cache_dir: Path | None = None,
+    norm_path: str | Path | None = None,
+    detector_config: Any = None,
 ) -> FeatureSet:
-    """:func:`extract_offline` of a stream's audio (what ``listen`` computes on it), cached under
-    ``cache_dir`` by the audio's hash, the feature version and the embedder file."""
+    """:func:`extract_offline` of a stream's audio (what ``listen`` computes on it: with
+    ``norm_path``, a change detector standardising with it adds a patch at each detected change),
+    cached under ``cache_dir`` by the audio's hash, the feature version, the embedder file and
+    the detector."""
+    from streammood.features.changes import ChangeDetector
     from streammood.features.embedding import MusicnnEmbedder
 
     key = None
@@ -333,6 +340,9 @@ def stream_features(
         digest = hashlib.sha256(stream.y.tobytes())
         digest.update(f"v{FEATURE_VERSION}".encode())
         digest.update(hashlib.sha256(Path(embedder_path).read_bytes()).digest())
+        if norm_path is not None:
+            digest.update(hashlib.sha256(Path(norm_path).read_bytes()).digest())
+            digest.update(repr(detector_config).encode())
         key = Path(cache_dir) / f"stream-{digest.hexdigest()[:24]}.npz"
         if key.is_file():
             with np.load(key) as z:
@@ -340,7 +350,12 @@ def stream_features(
                     **{k: z[k] for k in ("mfcc", "lld", "emb", "t_start", "seq", "patch_steps")},
                     mel_patches=np.zeros((0, 187, 96), np.float32),
                 )
-    feats = extract_offline(stream.y, STREAM_RATE, MusicnnEmbedder(embedder_path))
+    detector = None
+    if norm_path is not None:
+        detector = ChangeDetector.from_norm(norm_path, detector_config)
+    feats = extract_offline(
+        stream.y, STREAM_RATE, MusicnnEmbedder(embedder_path), detector=detector
+    )
     if key is not None:
         key.parent.mkdir(parents=True, exist_ok=True)
         tmp = key.with_suffix(".tmp.npz")
@@ -396,9 +411,12 @@ def _extract_one(
     seed: int,
     embedder: str,
     cache_dir: str | None,
+    norm: str | None = None,
+    detector_config: Any = None,
 ) -> tuple[Stream, FeatureSet]:
     stream = _build_one(paths, labels, songs, xfade, seed)
-    return stream, stream_features(stream, embedder, Path(cache_dir) if cache_dir else None)
+    cache = Path(cache_dir) if cache_dir else None
+    return stream, stream_features(stream, embedder, cache, norm, detector_config)
 
 
 def build_streams(
@@ -413,9 +431,12 @@ def build_streams(
     cache_dir: Path | None = None,
     jobs: int | None = None,
     progress: bool = True,
+    norm: str | Path | None = None,
+    detector_config: Any = None,
 ) -> list[tuple[Stream, FeatureSet]]:
     """Seeded playlists of ``songs`` joined into streams, with their model inputs (in parallel,
-    one process per stream, a rich progress bar)."""
+    one process per stream, a rich progress bar); with ``norm`` (a model's ``norm.npz``) the
+    features include the patches a change detector adds (:func:`stream_features`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     lists = playlists(list(songs), seed, per_stream)
@@ -428,6 +449,8 @@ def build_streams(
             seed * 1000 + k,
             str(embedder),
             str(cache_dir) if cache_dir else None,
+            str(norm) if norm else None,
+            detector_config,
         )
         for k, pl in enumerate(lists)
     ]
@@ -516,7 +539,7 @@ def evaluate_streams(
     """
     from dataclasses import asdict
 
-    from streammood.runtime.changes import ChangeConfig, ChangeDetector
+    from streammood.features.changes import ChangeConfig, ChangeDetector
     from streammood.training.plots import plot_stream_timeline
 
     config = detector_config or ChangeConfig()
@@ -530,10 +553,12 @@ def evaluate_streams(
         cache_dir=cache_dir,
         jobs=jobs,
         progress=progress,
+        norm=artifact.file("norm"),
+        detector_config=config,
     )
     fixed = [run_stream(s, f, artifact) for s, f in built]
     aware = [
-        run_stream(s, f, artifact, lambda: ChangeDetector.for_artifact(artifact, config))
+        run_stream(s, f, artifact, lambda: ChangeDetector.from_norm(artifact.file("norm"), config))
         for s, f in built
     ]
     steps = sum(r.n_steps for r in aware)

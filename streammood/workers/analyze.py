@@ -18,10 +18,10 @@ from streammood.audio.decode import load_audio
 from streammood.errors import StreammoodError
 from streammood.features.extractor import extract_offline
 from streammood.runtime.artifact import ModelArtifact, load_artifact
-from streammood.runtime.changes import ChangeDetector
 from streammood.runtime.checks import OutputError, check_embedder, check_prediction, warm_up
 from streammood.runtime.labels import QUADRANTS
 from streammood.runtime.rolling import MoodRuntime, StepModel
+from streammood.workers.tagging import change_detector
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,16 @@ def timeline_of_signal(
     over after it, as in ``listen``. ``threads`` (1 or 2) is handed to
     :func:`~streammood.features.extractor.extract_offline`; the timeline does not depend on it.
     """
-    feats = extract_offline(y, sr, check_embedder(artifact.embedder()), threads=threads)
+    feats = extract_offline(
+        y,
+        sr,
+        check_embedder(artifact.embedder()),
+        threads=threads,
+        detector=change_detector(artifact),
+    )
     step_model = StepModel(artifact)
     warm_up(artifact, step_model)
-    runtime = MoodRuntime(
-        artifact, step_model=step_model, detector=ChangeDetector.for_artifact(artifact)
-    )
+    runtime = MoodRuntime(artifact, step_model=step_model, detector=change_detector(artifact))
     n = len(feats.t_start)
     probs = np.full((n, len(QUADRANTS)), np.nan, np.float32)
     va = np.full((n, 2), np.nan, np.float32)

@@ -71,7 +71,7 @@ from streammood.features.smile import StreamingSmile
 from streammood.layout import EMBED_EVERY, STEP_SECONDS
 from streammood.runtime.artifact import ModelArtifact
 from streammood.runtime.rolling import StepModel
-from streammood.workers.tagging import MoodStage
+from streammood.workers.tagging import MoodStage, change_detector
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +269,7 @@ class _Lane:
         self.ex = StreamingExtractor(
             chunk.rate,
             service=self.run.service,
+            detector=change_detector(self.run.artifact),
             wait=False,
             on_ready=lambda: inbox.wake(key),
             smile=smile,

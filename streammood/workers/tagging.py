@@ -13,10 +13,10 @@ import time
 from dataclasses import replace
 
 from streammood.bus.schema import ModelRef, MoodMessage
+from streammood.features.changes import ChangeDetector
 from streammood.features.extractor import ModelInputs, StreamingExtractor
 from streammood.layout import STEP_SECONDS
 from streammood.runtime.artifact import ModelArtifact
-from streammood.runtime.changes import ChangeDetector
 from streammood.runtime.checks import OutputError, check_embedder, check_prediction, warm_up
 from streammood.runtime.labels import QUADRANTS
 from streammood.runtime.rolling import MoodRuntime, StepModel
@@ -33,7 +33,17 @@ def feature_stage(
     ModelError
         The embedder does not compute (non-finite output on the known patch).
     """
-    return StreamingExtractor(sample_rate, check_embedder(artifact.embedder(num_threads)))
+    return StreamingExtractor(
+        sample_rate,
+        check_embedder(artifact.embedder(num_threads)),
+        detector=change_detector(artifact),
+    )
+
+
+def change_detector(artifact: ModelArtifact) -> ChangeDetector:
+    """A fresh change detector standardising with ``artifact``'s training statistics (the
+    feature stage and the runtime each run one on the same inputs, so they agree)."""
+    return ChangeDetector.from_norm(artifact.file("norm"))
 
 
 class MoodStage:
@@ -50,7 +60,7 @@ class MoodStage:
     :class:`~streammood.runtime.checks.OutputError` and is never a message; the window starts
     over after it (a state that produced NaN cannot be trusted).
 
-    With ``changes`` (the default) a :class:`~streammood.runtime.changes.ChangeDetector` watches
+    With ``changes`` (the default) a :class:`~streammood.features.changes.ChangeDetector` watches
     the stream and the window restarts at each song (or strong mood) change it detects; every
     message says where its segment began (``segment_start``, ``segment_steps``) and whether the
     segment's own embedding is in yet (``embedding_ready``).
@@ -66,7 +76,7 @@ class MoodStage:
         self.source = source
         step_model = step_model or StepModel(artifact)
         warm_up(artifact, step_model)
-        detector = ChangeDetector.for_artifact(artifact) if changes else None
+        detector = change_detector(artifact) if changes else None
         self.runtime = MoodRuntime(artifact, step_model=step_model, detector=detector)
         self.model = ModelRef(artifact.name, artifact.version)
         self.expected_seq: int | None = None

@@ -14,6 +14,7 @@ from streammood.features.extractor import (
     extract_offline,
     extract_stream,
 )
+from streammood.features.mel import patch_steps
 from streammood.layout import EMBED_EVERY
 from tests.features.parity import assert_parity
 
@@ -43,7 +44,8 @@ def test_offline_shapes_and_step_count(decoded_clips, offline_sets):
         n = math.floor(len(y) / sr / 0.5)
         assert fs.n_steps == n, path
         assert fs.mfcc.shape == (n, 21, 20) and fs.lld.shape == (n, 260)
-        assert fs.mel_patches.shape == (len(range(0, n, EMBED_EVERY)), 187, 96)
+        assert fs.mel_patches.shape == (len(patch_steps(n)), 187, 96)
+        np.testing.assert_array_equal(fs.patch_steps[:4], [0, 5, 10, 20])
         np.testing.assert_array_equal(fs.t_start, np.arange(n) * 0.5)
         assert len(fs.lld_names) == 260
         for arr in (fs.mfcc, fs.lld, fs.mel_patches):
@@ -131,8 +133,10 @@ def test_stage_with_embedder_equals_offline_and_holds_between_patches(decoded_cl
     stream = extract_stream(_blocks(x, sr // 20), sr, shipped_model.embedder())
     _assert_feature_parity(stream, offline)
     for seq in range(offline.n_steps):  # held: equal to the embedding of the last patch step
-        np.testing.assert_array_equal(stream.emb[seq], stream.emb[seq - seq % EMBED_EVERY])
-    assert not np.array_equal(stream.emb[0], stream.emb[EMBED_EVERY])
+        last = max(p for p in (0, 5, 10, 20) if p <= seq)
+        np.testing.assert_array_equal(stream.emb[seq], stream.emb[last])
+    assert not np.array_equal(stream.emb[0], stream.emb[5])  # the early patch: 3 s in
+    assert not np.array_equal(stream.emb[5], stream.emb[EMBED_EVERY])
     ex = StreamingExtractor(sr, shipped_model.embedder())
     ex.push(x[: 2 * sr])
     assert any(t.name.startswith("streammood-musicnn") for t in threading.enumerate())
@@ -149,7 +153,7 @@ def test_step_features_fields(decoded_clips):
         out = ex.push(y[: int(3.2 * sr)])
         out += ex.finish()
     assert [f.seq for f in out] == list(range(6))
-    assert [f.mel_patch is not None for f in out] == [s % EMBED_EVERY == 0 for s in range(6)]
+    assert [f.mel_patch is not None for f in out] == [s in (0, 5) for s in range(6)]
     f = out[5]
     assert (f.t_start, f.t_end) == (2.5, 3.0)
     assert f.mfcc.shape == (21, 20) and f.lld.shape == (260,) and f.emb.shape == (0,)

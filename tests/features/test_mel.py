@@ -3,7 +3,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from streammood.features.mel import MelPatcher, log_mel_frames, mel_patches_offline
+from streammood.features.mel import MelPatcher, is_patch_step, log_mel_frames, mel_patches_offline
 from streammood.layout import EMBED_EVERY
 
 
@@ -23,7 +23,9 @@ def test_streaming_patches_equal_offline(clip_steps):
 
     y16 = np.concatenate([s.y16 for s in clip_steps])
     steps, patches = mel_patches_offline(y16)
-    assert list(steps) == list(range(0, len(clip_steps), EMBED_EVERY))
+    n = len(clip_steps)
+    assert list(steps) == [0, 5, *range(EMBED_EVERY, n, EMBED_EVERY)]
+    assert [s for s in range(n) if is_patch_step(s)] == list(steps)
     assert patches.shape == (len(steps), 187, 96)
     mp = MelPatcher()
     got = []

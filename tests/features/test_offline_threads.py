@@ -35,7 +35,7 @@ def _reference(y: np.ndarray, sr: int, embedder: MusicnnEmbedder) -> dict[str, n
 
 @pytest.fixture(scope="module")
 def music(long_music) -> tuple[np.ndarray, int]:
-    """~60 s of two real clips back to back (12 patches)."""
+    """~60 s of two real clips back to back (13 patches: 0, 5, 10, 20, ..., 110)."""
     return long_music
 
 
@@ -43,7 +43,7 @@ def test_two_threads_equal_one_and_the_reference(music, shipped_model, monkeypat
     y, sr = music
     embedder = shipped_model.embedder()
     ref = _reference(y, sr, embedder)
-    monkeypatch.setattr(extractor, "EMBED_BATCH", 2)  # 6 batches: both threads take some
+    monkeypatch.setattr(extractor, "EMBED_BATCH", 2)  # 7 batches: both threads take some
     callers: list[str] = []
     embed = MusicnnEmbedder.embed
 
@@ -56,7 +56,7 @@ def test_two_threads_equal_one_and_the_reference(music, shipped_model, monkeypat
     assert set(callers) == {"MainThread"}
     callers.clear()
     two = extract_offline(y, sr, embedder, threads=2)
-    assert len(callers) == 6 and any(c.startswith("streammood-offline") for c in callers)
+    assert len(callers) == 7 and any(c.startswith("streammood-offline") for c in callers)
     for name, want in ref.items():
         np.testing.assert_allclose(getattr(one, name), want, rtol=0, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(getattr(two, name), want, rtol=0, atol=1e-6, err_msg=name)
@@ -70,7 +70,7 @@ def test_without_embedder_and_bad_threads(music):
     y, sr = music
     x = y[: 20 * sr]
     one, two = extract_offline(x, sr), extract_offline(x, sr, threads=2)
-    assert two.emb.shape == (40, 0) and two.mel_patches.shape == (4, 187, 96)
+    assert two.emb.shape == (40, 0) and two.mel_patches.shape == (5, 187, 96)  # 0, 5, 10, 20, 30
     for name in ("mfcc", "lld", "mel_patches", "emb"):
         np.testing.assert_array_equal(getattr(two, name), getattr(one, name), err_msg=name)
     with pytest.raises(ValueError, match="threads"):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from streammood.features.extractor import ModelInputs, extract_offline
-from streammood.layout import EMBED_EVERY, WINDOW_STEPS
+from streammood.features.mel import is_patch_step
+from streammood.layout import WINDOW_STEPS
 from streammood.runtime.labels import quadrant_of
 from streammood.runtime.rolling import MoodRuntime, probs_from_va
 
@@ -151,7 +152,7 @@ class _ScriptedDetector:
     def reset(self) -> None:
         self.t = -1
 
-    def push(self, inputs):
+    def step(self, mfcc, lld):
         self.t += 1
         return self.script.get(self.t)
 
@@ -176,7 +177,7 @@ def test_change_aware_window_equals_the_model_on_the_segment(long_inputs, shippe
     c = w = 0
     awaiting, last_patch = 0, -1
     for t in range(n):
-        if t % EMBED_EVERY == 0:
+        if is_patch_step(t):  # 0, 5, 10, 20, ...
             last_patch = t
         if t in script and t - script[t] > c:
             c = w = t - script[t]
@@ -207,7 +208,7 @@ def test_change_aware_window_equals_the_model_on_the_segment(long_inputs, shippe
     assert [p.window_steps for p in streamed] == [t - s + 1 for t, s in enumerate(starts)]
     assert [p.window_start for p in streamed] == starts
     assert [p.embedding_ready for p in streamed] == ready
-    assert not any(ready[:10]) and all(ready[10:20]) and not any(ready[20:30])
+    assert not any(ready[:5]) and all(ready[5:20]) and not any(ready[20:30])
     changes = [(t, p.segment_start) for t, p in enumerate(streamed) if p.changed]
     assert changes == [(20, 20), (50, 45), (n - 30, n - 33)]
     # the segment start of each step: the last change known then
@@ -245,10 +246,10 @@ def test_restart_outside_the_live_window_is_refused(long_inputs, shipped_model):
 def test_detector_finds_the_song_change(long_music, long_inputs, shipped_model, fourq_clips):
     """Two real clips back to back: one change, within 3 s of the cut, none inside the songs."""
     from streammood.audio.decode import load_audio
-    from streammood.runtime.changes import ChangeDetector
+    from streammood.features.changes import ChangeDetector
 
     mfcc, lld, emb = long_inputs
-    detector = ChangeDetector.for_artifact(shipped_model)
+    detector = ChangeDetector.from_norm(shipped_model.file("norm"))
     runtime = MoodRuntime(shipped_model, detector=detector)
     preds = [_step(runtime, mfcc, lld, emb, t) for t in range(len(mfcc))]
     y0, sr = load_audio(fourq_clips[0])

@@ -117,9 +117,9 @@ def test_one_file_in_process_uses_two_feature_threads(music_clip, shipped_model,
     seen: list[int] = []
     extract = analyze.extract_offline
 
-    def spy(y, sr, embedder=None, *, threads=1):
+    def spy(y, sr, embedder=None, *, threads=1, detector=None):
         seen.append(threads)
-        return extract(y[: 10 * sr], sr, embedder, threads=threads)
+        return extract(y[: 10 * sr], sr, embedder, threads=threads, detector=detector)
 
     monkeypatch.setattr(analyze, "extract_offline", spy)
     monkeypatch.setattr(analyze, "load_artifact", lambda *a, **k: pytest.fail("loaded again"))

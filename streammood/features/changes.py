@@ -12,20 +12,22 @@ change. The settings were chosen on streams of training songs (artist-disjoint f
 split), hard cuts and 4 s crossfades.
 
 Look-ahead: a boundary is known ``after + peak - 1`` steps after it began (3 s with the
-defaults); the runtime then restarts the window at the boundary, exactly
-(:meth:`~streammood.runtime.rolling.MoodRuntime.restart`). Cost: means and variances over a
-``(before + after, 280)`` ring buffer per step, 0.1–0.2 ms of CPU (``evaluate --stream``
-measures it).
+defaults). Two stages act on it, each with its own detector on the same inputs (so they agree):
+the feature stage embeds a patch at that step (the new segment's first 3 s, see
+:class:`~streammood.features.extractor.StreamingExtractor`), and the runtime restarts the window
+at the boundary, exactly (:meth:`~streammood.runtime.rolling.MoodRuntime.restart`). Cost: means
+and variances over a ``(before + after, 280)`` ring buffer per step, 0.1–0.2 ms of CPU
+(``evaluate --stream`` measures it).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from streammood.features.extractor import ModelInputs
 from streammood.layout import N_LLD_STATS, N_MFCC
 
 
@@ -58,8 +60,8 @@ class ChangeConfig:
 
 
 class ChangeDetector:
-    """Streaming novelty detector: :meth:`push` one step's :class:`ModelInputs`, get ``None`` or
-    the lag (steps back from this step) of a change just detected.
+    """Streaming novelty detector: :meth:`step` one step's MFCC block and openSMILE statistics,
+    get ``None`` or the lag (steps back from this step) of a change just detected.
 
     Parameters
     ----------
@@ -85,9 +87,9 @@ class ChangeDetector:
         self.reset()
 
     @classmethod
-    def for_artifact(cls, artifact, config: ChangeConfig | None = None) -> ChangeDetector:
-        """A detector standardising with ``artifact``'s training statistics (``norm.npz``)."""
-        with np.load(artifact.file("norm")) as z:
+    def from_norm(cls, path: str | Path, config: ChangeConfig | None = None) -> ChangeDetector:
+        """A detector standardising with a model's training statistics (its ``norm.npz``)."""
+        with np.load(path) as z:
             return cls(z["lld_mean"], z["lld_std"], z["mfcc_mean"], z["mfcc_std"], config)
 
     def reset(self) -> None:
@@ -99,12 +101,13 @@ class ChangeDetector:
         self._since = 0  # steps since the stream start or the last change, this step included
         self.last_score = 0.0
 
-    def features(self, inputs: ModelInputs) -> np.ndarray:
-        """``(280,)`` standardised, clipped openSMILE statistics and MFCC frame means of a step."""
+    def features(self, mfcc: np.ndarray, lld: np.ndarray) -> np.ndarray:
+        """``(280,)`` standardised, clipped openSMILE statistics and MFCC frame means of a step
+        (``mfcc`` ``(21, 20)``, ``lld`` ``(260,)``)."""
         x = np.concatenate(
             [
-                np.asarray(inputs.lld, np.float64).reshape(N_LLD_STATS),
-                np.asarray(inputs.mfcc, np.float64).reshape(-1, N_MFCC).mean(axis=0),
+                np.asarray(lld, np.float64).reshape(N_LLD_STATS),
+                np.asarray(mfcc, np.float64).reshape(-1, N_MFCC).mean(axis=0),
             ]
         )
         return np.clip((x - self._mean) * self._scale, -self.config.clip, self.config.clip)
@@ -118,10 +121,11 @@ class ChangeDetector:
         noise = 0.5 * (old.var(axis=0) + new.var(axis=0)) + self.config.var_floor
         return float(np.mean(diff * diff / noise))
 
-    def push(self, inputs: ModelInputs) -> int | None:
-        """Add one step; the lag in steps (this step = 0) of a change detected now, or None."""
+    def step(self, mfcc: np.ndarray, lld: np.ndarray) -> int | None:
+        """Add one step (``(21, 20)`` MFCC block, ``(260,)`` openSMILE statistics); the lag in
+        steps (this step = 0) of a change detected now, or None."""
         cfg = self.config
-        self._x.append(self.features(inputs))
+        self._x.append(self.features(mfcc, lld))
         self._t += 1
         self._since += 1
         before = min(self._since - cfg.after, cfg.before)
