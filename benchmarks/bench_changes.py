@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def count(artifact, signals) -> dict:
     """Changes detected in each ``(y, sr)`` signal (all false: one piece each)."""
-    from streammood.features.extractor import extract_offline
     from streammood.features.changes import ChangeDetector
+    from streammood.features.extractor import extract_offline
     from streammood.runtime.rolling import MoodRuntime
 
     detected, steps, cpu = 0, 0, 0.0

@@ -571,7 +571,7 @@ class SourceMux:
     inbox : Inbox
     stagger_s : float
         Source ``i`` of ``n`` opens ``stagger_s * i / n`` seconds after the start: sources
-        started together would have their mel patches (every 10th step) due at the same
+        started together would have their mel patches (steps 0, 5, then every 10th) due at the same
         moment, and the one embedding thread would answer the last of them late; spread over
         the 5 s between patches, they come one at a time.
 

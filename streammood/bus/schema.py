@@ -91,7 +91,8 @@ class MoodMessage:
         segment from the stream start).
     embedding_ready : bool
         False while the pretrained embedding of the segment's own audio is not in yet (the
-        first ~5 s of a stream, up to ~7 s after a change): an early, less certain opinion.
+        first 3 s of a stream; after a change, until the segment's own patch, which the
+        feature stage takes at the detection step): an early, less certain opinion.
     changed : bool
         This step detected a change: the segment beginning at ``segment_start`` is new (one
         message per change; the event also goes to ``{prefix}:changes:{source}``).

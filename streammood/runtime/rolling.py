@@ -115,8 +115,9 @@ class MoodRuntime:
     clean_embedding : bool
         After a detected change, restart the window once more at the first step whose embedding
         is of the new segment's audio alone (a patch step at least :data:`PATCH_STEPS` - 1
-        steps into it): until then the window covers the segment with the previous song's
-        embedding held (``embedding_ready`` False).
+        steps into it; with a feature stage that runs a detector too, the detection step
+        itself): until then the window covers the segment with the previous song's embedding
+        held (``embedding_ready`` False).
         Patch steps are recognised by a fresh embedding (held ones repeat), so a ``seq`` that
         does not start at 0 (a continued session) or a dropped step changes nothing.
 

@@ -23,8 +23,10 @@ SERVING = ("manifest.json", "step.tflite", "embedder.tflite", "norm.npz")
 
 
 def _patch_weights_to_nan(path: Path, name_suffix: str) -> str:
-    """Overwrite the bytes of one constant float32 tensor of a LiteRT file with NaN; returns its
-    name. The tensor's bytes are found in the file by their value."""
+    """Overwrite the bytes of one constant float32 tensor of a LiteRT file with NaN (the first
+    whose name ends with ``name_suffix`` and that is in use: not all zeros, as the read-out of a
+    branch training switched off is); returns its name. The tensor's bytes are found in the file
+    by their value."""
     import warnings
 
     from ai_edge_litert.interpreter import Interpreter
@@ -38,6 +40,8 @@ def _patch_weights_to_nan(path: Path, name_suffix: str) -> str:
         if d["dtype"] != np.float32 or not d["name"].endswith(name_suffix):
             continue
         value = interp.get_tensor(d["index"])
+        if not np.any(value):
+            continue
         raw = value.tobytes()
         pos = bytes(data).find(raw)
         if value.size >= 64 and pos >= 0 and bytes(data).count(raw) == 1:
@@ -63,7 +67,7 @@ def nan_model(shipped_model, tmp_path) -> Path:
     dst.mkdir()
     for name in SERVING:
         shutil.copy(shipped_model.path / name, dst / name)
-    _patch_weights_to_nan(dst / "step.tflite", "lstm_out_1/MatMul")
+    _patch_weights_to_nan(dst / "step.tflite", "_out_1/MatMul")  # an output read-out in use
     _recompute_checksums(dst)
     return dst
 
