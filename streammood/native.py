@@ -7,6 +7,7 @@ Pure process plumbing with no streammood imports, so every stage can use it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 import threading
@@ -86,21 +87,24 @@ def filter_native_stderr(
 
 
 def _anonymous_file() -> int:
+    """An in-memory file in append mode: a write another thread started on descriptor 2 just
+    before it was restored lands after what is there, never over it."""
     try:
-        return os.memfd_create("streammood-stderr", os.MFD_CLOEXEC)
+        fd = os.memfd_create("streammood-stderr", os.MFD_CLOEXEC)
     except (AttributeError, OSError):  # not Linux
         fd, name = tempfile.mkstemp(prefix="streammood-stderr-")
         os.unlink(name)
-        return fd
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+    return fd
 
 
 def _read_all(fd: int) -> bytes:
-    if os.fstat(fd).st_size == 0:
-        return b""
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks = []
-    while chunk := os.read(fd, 1 << 16):
+    """Everything in ``fd`` from its start, read with ``pread``: the file offset, which
+    descriptor 2 shared while it pointed here, is neither used nor moved."""
+    chunks, pos = [], 0
+    while chunk := os.pread(fd, 1 << 16, pos):
         chunks.append(chunk)
+        pos += len(chunk)
     return b"".join(chunks)
 
 
