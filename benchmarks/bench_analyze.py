@@ -100,8 +100,8 @@ def child(path: str, threads: int, out: str) -> None:
     Framer.finish = timed("framer", Framer.finish)
     extract = analyze.extract_offline
 
-    def features(y, sr, embedder=None, **_):
-        return extract(y, sr, embedder, threads=threads)
+    def features(y, sr, embedder=None, *, detector=None, **_):
+        return extract(y, sr, embedder, threads=threads, detector=detector)
 
     analyze.extract_offline = timed("features", features)
     analyze.timeline_of_signal = timed("timeline", analyze.timeline_of_signal)
