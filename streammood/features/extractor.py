@@ -542,7 +542,7 @@ def extract_offline(
             extra.embed_with(embedder)
         else:
             extra.fill()
-        work = work.merged(extra)
+        work.absorb(extra)
     seq = np.arange(n, dtype=np.int64)
     return FeatureSet(
         mfcc=mfcc,
@@ -599,16 +599,15 @@ class _PatchWork:
             frames = log_mel_frames(seg)
             self.patches[i, MEL_PATCH_FRAMES - len(frames) :] = frames
 
-    def merged(self, other: _PatchWork) -> _PatchWork:
-        """Both works' patches (and embeddings), in step order (``other`` has other steps)."""
+    def absorb(self, other: _PatchWork) -> None:
+        """Take ``other``'s patches (and embeddings) in, at other steps: all in step order."""
         if not len(other.steps):
-            return self
-        out = _PatchWork(self.y16, np.concatenate([self.steps, other.steps]), 0, 0)
-        order = np.argsort(out.steps, kind="stable")
-        out.steps = out.steps[order]
-        out.patches = np.concatenate([self.patches, other.patches])[order]
-        out.emb = np.concatenate([self.emb, other.emb])[order] if self.emb.shape[1] else self.emb
-        return out
+            return
+        order = np.argsort(np.concatenate([self.steps, other.steps]), kind="stable")
+        self.steps = np.concatenate([self.steps, other.steps])[order]
+        self.patches = np.concatenate([self.patches, other.patches])[order]
+        if self.emb.shape[1]:  # (k, D) per patch; without an embedder (n, 0) stays as it is
+            self.emb = np.concatenate([self.emb, other.emb])[order]
 
     def fill(self) -> None:
         """Cut the patches not taken yet (no embedder)."""
