@@ -1,8 +1,9 @@
 """Per-patch cost of the pretrained branch: LiteRT (1 and 2 threads) vs ``tf.function``.
 
 Models: musicnn MSD alone, MTT alone, the MSD VGG alone, both musicnn models in one graph
-(``models/musicnn/msd_mtt.tflite``) and all three (the product's
-``models/musicnn/msd_mtt_vgg.tflite``).
+(``models/musicnn/msd_mtt.tflite``), all three (``models/musicnn/msd_mtt_vgg.tflite``, the
+teacher) and, when the shipped model's embedder is not that file, the shipped embedder (the
+student distilled from it, ``scripts/distill_embedder.py``; LiteRT only).
 Input: real 3 s log-mel patches of a 4Q clip (random values when the data is absent). Each
 configuration is timed in interleaved rounds (so load from other processes hits all alike); the
 figures are medians of single calls at batch 1, plus a batch-16 call per patch.
@@ -24,7 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from research.common import MSD_MTT_TFLITE  # noqa: E402
-from streammood.features.embedding import MSD_MTT_VGG_TFLITE, MusicnnEmbedder  # noqa: E402
+from streammood.features.embedding import (  # noqa: E402
+    DEFAULT_TFLITE,
+    MSD_MTT_VGG_TFLITE,
+    MusicnnEmbedder,
+)
 from streammood.layout import EMBED_EVERY, MEL_BANDS, MEL_PATCH_FRAMES  # noqa: E402
 
 CHOICES = {
@@ -34,6 +39,8 @@ CHOICES = {
     "MSD+MTT": ("MSD", "MTT"),
     "MSD+MTT+VGG": ("MSD", "MTT", "MSD_vgg"),
 }
+if DEFAULT_TFLITE.read_bytes() != MSD_MTT_VGG_TFLITE.read_bytes():
+    CHOICES["shipped"] = None  # the student: LiteRT only
 
 
 def real_patches(n: int) -> np.ndarray:
@@ -57,7 +64,11 @@ def tflite_files(cache: Path) -> dict[str, Path]:
     """The shipped combined files and single-model files (built once into ``cache``)."""
     from streammood.training.musicnn import build_embedder, export_tflite
 
-    files = {"MSD+MTT": MSD_MTT_TFLITE, "MSD+MTT+VGG": MSD_MTT_VGG_TFLITE}
+    files = {
+        "MSD+MTT": MSD_MTT_TFLITE,
+        "MSD+MTT+VGG": MSD_MTT_VGG_TFLITE,
+        "shipped": DEFAULT_TFLITE,
+    }
     for name in ("MSD", "MTT", "VGG"):
         path = cache / f"{name.lower()}.tflite"
         if not path.is_file():
@@ -87,6 +98,8 @@ def main() -> None:
         for threads in (1, 2):
             emb = MusicnnEmbedder(files[name], num_threads=threads)
             runners[f"LiteRT fp32, {threads} thread{'s' * (threads > 1)}", name] = emb.embed
+        if which is None:
+            continue
         model = build_embedder(which)
         fn = tf.function(lambda x, m=model: m(x, training=False), reduce_retracing=True)
         runners[f"tf.function, {args.tf_threads} thread{'s' * (args.tf_threads > 1)}", name] = (

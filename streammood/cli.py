@@ -669,6 +669,12 @@ def train(
         help="Also play the test songs back to back (hard cuts, 4 s crossfades) through the live "
         "path and put the figures in the card (4q).",
     ),
+    embedder: str | None = typer.Option(
+        None,
+        "--embedder",
+        help="LiteRT embedder of the features, shipped in the artifact (default: the shipped "
+        "model's musicnn; e.g. a student from scripts/distill_embedder.py).",
+    ),
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="Feature cache folder."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Extraction processes."),
 ) -> None:
@@ -707,6 +713,7 @@ def train(
         cache_dir=Path(cache_dir) if cache_dir else None,
         jobs=jobs,
         streams=streams,
+        embedder=Path(embedder) if embedder else None,
     )
     from streammood.training.metrics import format_report
 

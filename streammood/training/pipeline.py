@@ -15,7 +15,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from streammood.datasets.cache import FeatureCache
+from streammood.datasets.cache import DEFAULT_CACHE_ROOT, FeatureCache
 from streammood.datasets.splits import member_folds, split_by_group
 from streammood.datasets.windows import stack_windows
 from streammood.errors import StreammoodError
@@ -49,11 +49,23 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def feature_cache(cache_dir: Path | None, embedder: Path | None = None) -> FeatureCache:
+    """The feature cache in ``cache_dir`` (default :data:`DEFAULT_CACHE_ROOT`) whose embeddings
+    come from the LiteRT file ``embedder`` (default: the shipped model's embedder)."""
+    return FeatureCache(cache_dir or DEFAULT_CACHE_ROOT, embedder or "auto")
+
+
 def load_dataset(
-    dataset: str, data_dir: Path, task: str, cache_dir: Path | None, jobs: int | None
+    dataset: str,
+    data_dir: Path,
+    task: str,
+    cache_dir: Path | None,
+    jobs: int | None,
+    embedder: Path | None = None,
 ) -> dict[str, np.ndarray]:
-    """Stacked windows of a data set (features from the cache, extracted in parallel)."""
-    cache = FeatureCache(cache_dir) if cache_dir else FeatureCache()
+    """Stacked windows of a data set (features from the cache, extracted in parallel, with the
+    embeddings of ``embedder``: see :func:`feature_cache`)."""
+    cache = feature_cache(cache_dir, embedder)
     if dataset == "4q":
         if task != "classification":
             raise StreammoodError(
@@ -194,13 +206,19 @@ def run_train(
     console: Console | None = None,
     command: str | None = None,
     streams: bool = False,
+    embedder: Path | None = None,
 ) -> dict[str, Any]:
     """Train an ensemble, evaluate it on the held-out test songs, write the artifact and its
     model card (``README.md``, with ``command`` as the way to reproduce it) to ``out``. With
     ``streams`` (4Q) the held-out model also plays the test songs as streams
-    (:func:`stream_figures`: hard cuts and 4 s crossfades), figures in the manifest and card."""
+    (:func:`stream_figures`: hard cuts and 4 s crossfades), figures in the manifest and card.
+    ``embedder`` is the LiteRT embedder the features (and the artifact) use, by default the
+    shipped model's."""
     console = console or Console(stderr=True)
-    arrays = load_dataset(dataset, Path(data_dir), config.task, cache_dir, jobs)
+    embedder = feature_cache(cache_dir, embedder).embedder_model
+    if embedder is None:
+        raise StreammoodError("no embedder model: pass one (the shipped model's is missing)")
+    arrays = load_dataset(dataset, Path(data_dir), config.task, cache_dir, jobs, embedder)
     if config.test_size > 0:
         seen_idx, test_idx = split_by_group(
             arrays["label"], arrays["group"], config.test_size, config.split_seed
@@ -252,10 +270,9 @@ def run_train(
 
         from streammood.training.train import export_artifact as _export
 
-        embedder = (FeatureCache(cache_dir) if cache_dir else FeatureCache()).embedder_model
         held = Path(tempfile.mkdtemp(prefix=".heldout-", dir=Path(out).parent))
         try:
-            _export(shipped, held, Path(embedder), name="heldout", version="0", extra={})
+            _export(shipped, held, embedder, name="heldout", version="0", extra={})
             stream_result = stream_figures(
                 load_artifact(held),
                 Path(data_dir),
@@ -314,11 +331,10 @@ def run_train(
             **({"stream": stream_result} if stream_result else {}),
         },
     }
-    embedder = (FeatureCache(cache_dir) if cache_dir else FeatureCache()).embedder_model
     export_artifact(
         shipped,
         out,
-        Path(embedder),
+        embedder,
         name=name or f"streammood-{dataset}",
         version=version,
         extra=extra,
@@ -367,7 +383,9 @@ def run_evaluate(
     artifact: ModelArtifact = load_artifact(model)
     if stream and dataset != "4q":
         raise StreammoodError("--stream needs song-level quadrant labels: use --dataset 4q")
-    arrays = load_dataset(dataset, Path(data_dir), artifact.task, cache_dir, jobs)
+    arrays = load_dataset(
+        dataset, Path(data_dir), artifact.task, cache_dir, jobs, artifact.file("embedder")
+    )
     training = artifact.manifest.get("training", {})
     seen = set(training.get("seen_songs", []))
     test_songs = set(training.get("test_songs", []))
