@@ -168,6 +168,42 @@ def test_refit_all_ships_a_model_trained_on_every_song(
 
 
 @pytest.mark.slow
+def test_train_with_another_embedder_ships_it_and_evaluate_uses_it(
+    small_fourq: Path, tmp_path: Path
+):
+    """``train --embedder`` extracts with that file and ships it; ``evaluate`` extracts with the
+    artifact's embedder, so its features are the ones the model was trained on (cache reused)."""
+    from streammood.training.student_embedder import build_student, save_student
+
+    embedder = save_student(
+        build_student(np.zeros(24), np.ones(24), widths=(4, 4, 4, 4, 4)), tmp_path / "e.tflite"
+    )
+    out, cache, report = tmp_path / "model", tmp_path / "cache", tmp_path / "report"
+    cached = ("--cache-dir", str(cache), "--jobs", "2")
+    run = _cli(
+        "train", "--dataset", "4q", "--data-dir", str(small_fourq), "--out", str(out),
+        "--seeds", "2", "--epochs", "2", "--test-size", "0.25", "--val-size", "0.34",
+        "--embedder", str(embedder), *cached,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    artifact = load_artifact(out)
+    assert artifact.emb_dim == 24
+    assert artifact.file("embedder").read_bytes() == embedder.read_bytes()
+    entries = sorted(cache.glob("*.npz"))
+    assert len(entries) == 4 * PER_QUADRANT
+    assert np.load(entries[0])["emb"].shape[1] == 24
+    run = _cli(
+        "evaluate", "--dataset", "4q", "--data-dir", str(small_fourq), "--model", str(out),
+        "--report", str(report), *cached,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(cache.glob("*.npz")) == entries  # nothing extracted with another embedder
+    assert json.loads((report / "metrics.json").read_text())["n_windows"] == len(
+        artifact.manifest["training"]["test_songs"]
+    )
+
+
+@pytest.mark.slow
 def test_train_regression_on_deam_layout(deam_dir: Path, tmp_path: Path):
     out = tmp_path / "deam-model"
     run = _cli(
