@@ -1,14 +1,14 @@
 """Per-patch cost of the pretrained branch: LiteRT (1 and 2 threads) vs ``tf.function``.
 
 Models: musicnn MSD alone, MTT alone, the MSD VGG alone, both musicnn models in one graph
-(``models/musicnn/msd_mtt.tflite``), all three (``models/musicnn/msd_mtt_vgg.tflite``, the
-teacher) and, when the shipped model's embedder is not that file, the shipped embedder (the
-student distilled from it, ``scripts/distill_embedder.py``; LiteRT only).
+(``models/musicnn/msd_mtt.tflite``) and all three (the product's
+``models/musicnn/msd_mtt_vgg.tflite``), and any ``--extra`` LiteRT embedder (e.g. a student from
+``scripts/distill_embedder.py``; LiteRT only).
 Input: real 3 s log-mel patches of a 4Q clip (random values when the data is absent). Each
 configuration is timed in interleaved rounds (so load from other processes hits all alike); the
 figures are medians of single calls at batch 1, plus a batch-16 call per patch.
 
-Run: ``.venv/bin/python benchmarks/bench_musicnn.py [--rounds 10] [--calls 5]``
+Run: ``.venv/bin/python benchmarks/bench_musicnn.py [--rounds 10] [--calls 5] [--extra FILE]``
 """
 
 from __future__ import annotations
@@ -25,11 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from research.common import MSD_MTT_TFLITE  # noqa: E402
-from streammood.features.embedding import (  # noqa: E402
-    DEFAULT_TFLITE,
-    MSD_MTT_VGG_TFLITE,
-    MusicnnEmbedder,
-)
+from streammood.features.embedding import MSD_MTT_VGG_TFLITE, MusicnnEmbedder  # noqa: E402
 from streammood.layout import EMBED_EVERY, MEL_BANDS, MEL_PATCH_FRAMES  # noqa: E402
 
 CHOICES = {
@@ -39,8 +35,6 @@ CHOICES = {
     "MSD+MTT": ("MSD", "MTT"),
     "MSD+MTT+VGG": ("MSD", "MTT", "MSD_vgg"),
 }
-if DEFAULT_TFLITE.read_bytes() != MSD_MTT_VGG_TFLITE.read_bytes():
-    CHOICES["shipped"] = None  # the student: LiteRT only
 
 
 def real_patches(n: int) -> np.ndarray:
@@ -64,11 +58,7 @@ def tflite_files(cache: Path) -> dict[str, Path]:
     """The shipped combined files and single-model files (built once into ``cache``)."""
     from streammood.training.musicnn import build_embedder, export_tflite
 
-    files = {
-        "MSD+MTT": MSD_MTT_TFLITE,
-        "MSD+MTT+VGG": MSD_MTT_VGG_TFLITE,
-        "shipped": DEFAULT_TFLITE,
-    }
+    files = {"MSD+MTT": MSD_MTT_TFLITE, "MSD+MTT+VGG": MSD_MTT_VGG_TFLITE}
     for name in ("MSD", "MTT", "VGG"):
         path = cache / f"{name.lower()}.tflite"
         if not path.is_file():
@@ -82,6 +72,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--calls", type=int, default=5, help="timed calls per round")
     parser.add_argument("--tf-threads", type=int, default=1, help="TensorFlow intra-op threads")
+    parser.add_argument("--extra", type=Path, action="append", default=[],
+                        help="another LiteRT embedder to time (its file name is its label)")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -94,12 +86,15 @@ def main() -> None:
     files = tflite_files(ROOT / ".cache" / "musicnn-bench")
 
     runners = {}
+    for path in args.extra:
+        files[path.stem] = path
+        for threads in (1, 2):
+            emb = MusicnnEmbedder(path, num_threads=threads)
+            runners[f"LiteRT fp32, {threads} thread{'s' * (threads > 1)}", path.stem] = emb.embed
     for name, which in CHOICES.items():
         for threads in (1, 2):
             emb = MusicnnEmbedder(files[name], num_threads=threads)
             runners[f"LiteRT fp32, {threads} thread{'s' * (threads > 1)}", name] = emb.embed
-        if which is None:
-            continue
         model = build_embedder(which)
         fn = tf.function(lambda x, m=model: m(x, training=False), reduce_retracing=True)
         runners[f"tf.function, {args.tf_threads} thread{'s' * (args.tf_threads > 1)}", name] = (
