@@ -28,7 +28,14 @@ from streammood.layout import (
     SMILE_STEP_SAMPLES,
 )
 
-__all__ = ["MelPatcher", "is_patch_step", "log_mel_frames", "mel_patches_offline", "patch_steps"]
+__all__ = [
+    "MelPatcher",
+    "is_patch_step",
+    "log_mel_frames",
+    "mel_patches_offline",
+    "patch_steps",
+    "patches_at",
+]
 
 STEP_SAMPLES = SMILE_STEP_SAMPLES
 """Samples per 500 ms step at :data:`MEL_RATE` (16 kHz, the openSMILE path's rate too)."""
@@ -163,6 +170,29 @@ class MelPatcher:
             self._tail = y
 
 
+def patches_at(y16: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """The patches :class:`MelPatcher` (``every_step``) gives at ``steps``, from a whole signal.
+
+    Parameters
+    ----------
+    y16 : np.ndarray
+        ``(samples,)`` mono audio at 16 kHz; ``floor(samples / 8000)`` whole steps are used.
+    steps : np.ndarray
+        ``(k,)`` step numbers, each below that number of steps.
+
+    Returns
+    -------
+    np.ndarray
+        ``(k, 187, 96)`` float32, the patch ending at each step's end.
+    """
+    n_steps = len(y16) // STEP_SAMPLES
+    frames = log_mel_frames(np.asarray(y16[: n_steps * STEP_SAMPLES]))
+    patches = np.zeros((len(steps), MEL_PATCH_FRAMES, MEL_BANDS), np.float32)
+    for i, seq in enumerate(steps):
+        patches[i] = _patch(frames, _frames_available((int(seq) + 1) * STEP_SAMPLES))
+    return patches
+
+
 def mel_patches_offline(y16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The patches :class:`MelPatcher` gives at its patch steps (:func:`patch_steps`), from a
     whole signal.
@@ -179,10 +209,5 @@ def mel_patches_offline(y16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     patches : np.ndarray
         ``(k, 187, 96)`` float32, the patch ending at each of those steps' end.
     """
-    n_steps = len(y16) // STEP_SAMPLES
-    steps = patch_steps(n_steps)
-    frames = log_mel_frames(np.asarray(y16[: n_steps * STEP_SAMPLES]))
-    patches = np.zeros((len(steps), MEL_PATCH_FRAMES, MEL_BANDS), np.float32)
-    for i, seq in enumerate(steps):
-        patches[i] = _patch(frames, _frames_available((int(seq) + 1) * STEP_SAMPLES))
-    return steps, patches
+    steps = patch_steps(len(y16) // STEP_SAMPLES)
+    return steps, patches_at(y16, steps)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from streammood.features.embedding import MusicnnEmbedder
-from streammood.features.mel import _frames_available, _patch, log_mel_frames
+from streammood.features.mel import patches_at
 from streammood.layout import MEL_BANDS, MEL_PATCH_FRAMES, SMILE_STEP_SAMPLES
 from streammood.training.quiet import import_tensorflow
 
@@ -52,12 +52,8 @@ def distillation_patches(y16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     patches : np.ndarray
         ``(k, 187, 96)`` float32, as :class:`~streammood.features.mel.MelPatcher` gives them.
     """
-    n_steps = len(y16) // SMILE_STEP_SAMPLES
-    frames = log_mel_frames(np.asarray(y16[: n_steps * SMILE_STEP_SAMPLES]))
-    steps = distillation_steps(n_steps)
-    patches = np.zeros((len(steps), MEL_PATCH_FRAMES, MEL_BANDS), np.float32)
-    for i, seq in enumerate(steps):
-        patches[i] = _patch(frames, _frames_available((int(seq) + 1) * SMILE_STEP_SAMPLES))
+    steps = distillation_steps(len(y16) // SMILE_STEP_SAMPLES)
+    patches = patches_at(y16, steps)
     return steps, patches
 
 
