@@ -68,5 +68,3 @@ def test_a_student_learns_the_teacher_and_serves_as_the_embedder(
     served = student.embed(x[:5])
     np.testing.assert_allclose(served, model.predict(x[:5], verbose=0), rtol=1e-4, atol=1e-4)
     assert np.all(np.isfinite(served))
-    # the read-out is in the teacher's scale: its column means are near the teacher's
-    assert abs(served.mean() - t.mean()) < 3 * t.std()
