@@ -21,6 +21,14 @@ def _publish(url, prefix, messages):
             pub.publish(m)
 
 
+def _wait_subscribed(client, prefix, timeout=30.0):
+    """Until someone subscribes to the mood channel of ``prefix`` (or ``timeout`` s pass)."""
+    channel = Keys(prefix).mood_channel
+    end = time.monotonic() + timeout
+    while client.pubsub_numsub(channel)[0][1] == 0 and time.monotonic() < end:
+        time.sleep(0.05)
+
+
 def _collect(client, prefix, n, **kwargs):
     """Subscribe in a thread; return (result list, thread)."""
     out: list = []
@@ -132,7 +140,7 @@ def test_subscription_survives_a_redis_restart(redis_server):
 
     client = connect(redis_server.url, timeout=1.0)
     out, t = _collect(client, "restart", 2)
-    time.sleep(0.3)
+    _wait_subscribed(client, "restart")  # message 1 comes live (the restart loses the history)
     _publish(redis_server.url, "restart", [make_message("a", 1)])
     redis_server.stop()
     time.sleep(0.5)
@@ -178,9 +186,7 @@ def test_subscribe_command_survives_poison_on_the_public_channel(redis_namespace
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        end = time.monotonic() + 30
-        while client.pubsub_numsub(keys.mood_channel)[0][1] == 0 and time.monotonic() < end:
-            time.sleep(0.05)
+        _wait_subscribed(client, prefix)
         client.publish(keys.mood_channel, "[" * 30_000 + "]" * 30_000)  # RecursionError
         client.publish(keys.mood_channel, '{"schema":"1","x":' + "[" * 40 + "]" * 40 + "}")
         client.publish(keys.mood_channel, b"x" * (1 << 20))
@@ -232,16 +238,13 @@ def test_subscribe_sees_every_step_exactly_once_across_redis_restarts(persistent
     from tests.conftest import ROOT
 
     server, prefix, n = persistent_redis, "outage", 240
-    keys = Keys(prefix)
     client = redis.Redis.from_url(server.url)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streammood", "subscribe", "--redis-url", server.url, "--prefix",
          prefix, "--json", "--count", str(n)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    end = time.monotonic() + 30
-    while client.pubsub_numsub(keys.mood_channel)[0][1] == 0 and time.monotonic() < end:
-        time.sleep(0.05)
+    _wait_subscribed(client, prefix)
     client.close()
     publisher = MoodPublisher(server.url, prefix, backoff_max=0.5)
 
