@@ -60,13 +60,17 @@ def embed_all(clips, tflite: Path, cache: Path, threads: int) -> dict[str, dict[
         n_new += 1
         if n_new % 20 == 0 or i == len(clips) - 1:
             rate = (time.perf_counter() - t0) / n_new
-            print(f"  embedded {i + 1}/{len(clips)} clips, {rate:.2f} s/clip, "
-                  f"~{rate * (len(clips) - i - 1) / 60:.1f} min left", flush=True)
+            print(
+                f"  embedded {i + 1}/{len(clips)} clips, {rate:.2f} s/clip, "
+                f"~{rate * (len(clips) - i - 1) / 60:.1f} min left",
+                flush=True,
+            )
     return out
 
 
-def clip_features(emb: dict[str, dict[str, np.ndarray]], songs, hop: str, part: str,
-                  pooling: str) -> np.ndarray:
+def clip_features(
+    emb: dict[str, dict[str, np.ndarray]], songs, hop: str, part: str, pooling: str
+) -> np.ndarray:
     rows = []
     for song in songs:
         e = emb[song][hop][:, PARTS[part]]
@@ -80,8 +84,11 @@ def main() -> None:
     parser.add_argument("--tflite", type=Path, default=MSD_MTT_TFLITE)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--cached-only", action="store_true",
-                        help="probe only the clips already in the cache (a quick early look)")
+    parser.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="probe only the clips already in the cache (a quick early look)",
+    )
     args = parser.parse_args()
 
     clips = read_clips(args.data_dir)
@@ -98,15 +105,16 @@ def main() -> None:
     y = np.array([c[2] for c in clips])
     groups = np.array([c[1] for c in clips])
     print(f"\nmacro-F1, 5-fold StratifiedGroupKFold by artist, mean ± sd over {args.seeds} seeds")
-    print(f"{'hop':<4} {'model':<8} {'pooling':<9} " + " ".join(f"{'C=' + str(c):>13}"
-                                                          for c in CS))
+    print(f"{'hop':<4} {'model':<8} {'pooling':<9} " + " ".join(f"{'C=' + str(c):>13}" for c in CS))
     for hop in HOPS:
         for part in PARTS:
             for pooling in ("mean", "mean+std"):
                 x = clip_features(emb, songs, hop, part, pooling)
                 cells = [mean_sd(probe(x, y, groups, c, args.seeds)) for c in CS]
-                print(f"{hop:<4} {part:<8} {pooling:<9} " + " ".join(f"{c:>13}" for c in cells),
-                      flush=True)
+                print(
+                    f"{hop:<4} {part:<8} {pooling:<9} " + " ".join(f"{c:>13}" for c in cells),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
