@@ -31,9 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from research.common import CACHE, DATA_DIR, ROOT
-
-TOLERANCE = 3.0
-"""A detection within this many seconds of a true change is right, s (as the evaluation)."""
+from streammood.layout import STEP_SECONDS
 
 
 def _features(y: np.ndarray, sr: int, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -78,21 +76,21 @@ def detections(detector, mfcc: np.ndarray, lld: np.ndarray) -> np.ndarray:
     for t in range(len(lld)):
         lag = detector.step(mfcc[t], lld[t])
         if lag is not None:
-            out.append((t - lag) * 0.5)
+            out.append((t - lag) * STEP_SECONDS)
     return np.asarray(out, np.float64)
 
 
 def score(detector, streams, pieces) -> dict:
     """Recall and precision on ``streams``, false changes per hour of ``pieces``."""
-    from streammood.training.streams import _match
+    from streammood.training.streams import CHANGE_TOLERANCE, match_changes
 
     hit = det = true = 0
     for mfcc, lld, starts in streams:
         d = detections(detector, mfcc, lld)
-        m, _ = _match(d, starts, TOLERANCE)
+        m, _ = match_changes(d, starts, CHANGE_TOLERANCE)
         hit, det, true = hit + m, det + len(d), true + len(starts)
     false = sum(len(detections(detector, m, v)) for m, v, _ in pieces)
-    hours = sum(len(v) for _, v, _ in pieces) * 0.5 / 3600
+    hours = sum(len(v) for _, v, _ in pieces) * STEP_SECONDS / 3600
     return {
         "recall": hit / true if true else 0.0,
         "precision": hit / det if det else 0.0,
@@ -141,7 +139,7 @@ def main() -> None:
         pieces = [f.result() for f in piece_f]
     hard = [s for s, (x, _) in zip(streams, jobs, strict=True) if x == 0.0]
     faded = [s for s, (x, _) in zip(streams, jobs, strict=True) if x != 0.0]
-    hours = sum(len(v) for _, v, _ in pieces) * 0.5 / 3600
+    hours = sum(len(v) for _, v, _ in pieces) * STEP_SECONDS / 3600
     print(
         f"{len(hard)} + {len(faded)} streams of {len(songs)} train+validation songs; "
         f"{len(pieces)} single pieces ({hours:.2f} h)\n"
@@ -179,7 +177,7 @@ def main() -> None:
         x = score(detector, faded, [])
         print(
             f"| {after} | {before} | {peak} | {threshold:g} | {min_segment} "
-            f"| {config.lag * 0.5:.1f} | {h['recall']:.2f} / {h['precision']:.2f} "
+            f"| {config.lag * STEP_SECONDS:.1f} | {h['recall']:.2f} / {h['precision']:.2f} "
             f"| {x['recall']:.2f} / {x['precision']:.2f} | {h['false_per_hour']:.1f} |",
             flush=True,
         )

@@ -166,9 +166,9 @@ def playlists(
 # --- the figures ---------------------------------------------------------------------------------
 
 
-def _match(detected: np.ndarray, true: np.ndarray, tol: float) -> tuple[int, np.ndarray]:
-    """Greedy one-to-one matching of detected to true change times (closest first); returns the
-    number of matches and ``(len(detected),)`` bool: matched."""
+def match_changes(detected: np.ndarray, true: np.ndarray, tol: float) -> tuple[int, np.ndarray]:
+    """Greedy one-to-one matching of detected to true change times, s (closest first, at most
+    ``tol`` s apart); returns the number of matches and ``(len(detected),)`` bool: matched."""
     pairs = sorted(
         (abs(d - t), i, j)
         for i, d in enumerate(detected)
@@ -252,7 +252,7 @@ def stream_report(results: Sequence[StreamResult], tol: float = CHANGE_TOLERANCE
             first = idx[wrong[-1] + 1] if len(wrong) else idx[0]
             follow.append(float(end[first] - start))
         true = r.stream.starts[1:]
-        m, matched = _match(np.asarray(r.changes, np.float64), true, tol)
+        m, matched = match_changes(np.asarray(r.changes, np.float64), true, tol)
         matched_total += m
         detected_total += len(r.changes)
         true_total += len(true)
